@@ -1,0 +1,52 @@
+"""Thin Hydra entry points; the only module that imports hydra's app machinery.
+
+Each ``*_main`` composes ``conf/<command>.yaml``, turns the config into typed
+dataclasses and calls a library function.  A :class:`UserError` is printed as one
+line on stderr with exit status 2; any other exception keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from pipeline.config import register_configs
+from pipeline.errors import UserError
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+register_configs()
+
+
+def user_errors(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
+    """Print a UserError as ``error: ...`` and exit 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg: DictConfig) -> object:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+        for noisy in ("datasets", "fsspec", "filelock", "urllib3", "matplotlib", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        try:
+            return fn(cfg)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(UserError.exit_code)
+
+    return wrapper
+
+
+@hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
+@user_errors
+def prepare_main(cfg: DictConfig) -> None:
+    from pipeline.config import DataConfig, TokenizerConfig, to_object
+    from pipeline.prepare import prepare
+
+    data = prepare(to_object(cfg.data, DataConfig), to_object(cfg.tokenizer, TokenizerConfig))
+    print(data.stats.table())
+    print("Next: python -m pipeline.train model=bahdanau (or model=baseline) with the same data/tokenizer overrides.")

@@ -1,0 +1,244 @@
+"""Typed schemas for every config group.
+
+The YAML files under ``conf/`` hold the values and document each knob; these
+dataclasses hold the *types*, so that Hydra rejects an unknown key or a wrongly
+typed value at composition time with a message naming the key.  Defaults here
+mirror the YAML files only so that the library can be used without Hydra (tests,
+notebooks); the YAML files are the documented source of truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class Source(str, Enum):
+    multi30k = "multi30k"
+    files = "files"
+    hub = "hub"
+
+
+class SpmType(str, Enum):
+    unigram = "unigram"
+    bpe = "bpe"
+
+
+class RnnType(str, Enum):
+    gru = "gru"
+    lstm = "lstm"
+
+
+class ContextType(str, Enum):
+    attention = "attention"  # Bahdanau: c_i = sum_j alpha_ij h_j
+    fixed = "fixed"  # RNN encoder-decoder baseline: c_i = c for all i
+
+
+class InitState(str, Enum):
+    first_backward = "first_backward"
+    mean = "mean"
+
+
+class Readout(str, Enum):
+    maxout = "maxout"
+    tanh = "tanh"
+
+
+class ReadoutState(str, Enum):
+    current = "current"  # t_i from s_i
+    previous = "previous"  # t_i from s_{i-1}, as in the paper's appendix A.2.2
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Strategy(str, Enum):
+    greedy = "greedy"
+    beam = "beam"
+
+
+@dataclass
+class DataConfig:
+    name: str = "multi30k"
+    source: Source = Source.multi30k
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    local_dir: Optional[str] = None
+    files: dict[str, str] = field(default_factory=dict)
+    hub_id: Optional[str] = None
+    hub_config: Optional[str] = None
+    hub_splits: dict[str, str] = field(default_factory=dict)
+    hub_src_column: Optional[str] = None
+    hub_tgt_column: Optional[str] = None
+    max_len: int = 100
+    max_ratio: float = 3.0
+    max_line_bytes: int = 100_000
+    cache_dir: str = "data/cache"
+    num_proc: int = 1
+
+
+@dataclass
+class TokenizerConfig:
+    type: SpmType = SpmType.unigram
+    vocab_size: int = 8000
+    joint: bool = True
+    character_coverage: float = 1.0
+    num_threads: int = 2
+
+
+@dataclass
+class BatchConfig:
+    max_tokens: int = 4096
+    max_sentences: int = 512
+
+
+@dataclass
+class EncoderConfig:
+    rnn: RnnType = RnnType.gru
+    hidden_dim: int = 256
+    layers: int = 2
+    dropout: float = 0.2
+
+
+@dataclass
+class DecoderConfig:
+    hidden_dim: int = 512
+    init_state: InitState = InitState.first_backward
+    readout: Readout = Readout.maxout
+    readout_state: ReadoutState = ReadoutState.current
+    readout_dim: int = 256
+    tie_embeddings: bool = True
+
+
+@dataclass
+class AttentionConfig:
+    dim: int = 512
+
+
+@dataclass
+class ModelConfig:
+    name: str = "bahdanau"
+    context: ContextType = ContextType.attention
+    emb_dim: int = 256
+    dropout: float = 0.2
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+
+@dataclass
+class DecodeConfig:
+    strategy: Strategy = Strategy.greedy
+    beam_size: int = 1
+    length_penalty: float = 0.0
+    max_len_ratio: float = 2.0
+    max_len: int = 200
+    nbest: int = 1
+    batch_size: int = 128
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1234
+    device: str = "auto"
+    threads: Optional[int] = None
+    precision: Precision = Precision.fp32
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-5
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    max_steps: Optional[int] = None
+    max_epochs: Optional[int] = None
+    max_minutes: Optional[float] = None
+    eval_every: int = 500
+    eval_max_sentences: Optional[int] = None
+    log_every: int = 50
+    early_stop_patience: int = 5
+    keep_last: int = 3
+    max_bad_steps: int = 20
+    accum_steps: int = 1
+    examples_logged: int = 3
+    progress: bool = True
+
+
+@dataclass
+class PrepareAppConfig:
+    data: DataConfig = MISSING
+    tokenizer: TokenizerConfig = MISSING
+
+
+@dataclass
+class TrainAppConfig:
+    data: DataConfig = MISSING
+    tokenizer: TokenizerConfig = MISSING
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    model: ModelConfig = MISSING
+    train: TrainConfig = MISSING
+    decode: DecodeConfig = MISSING
+    run_dir: str = MISSING
+    experiment: Optional[str] = None
+
+
+def register_configs() -> None:
+    """Register the primary schemas; conf/*.yaml list them first in `defaults`."""
+    cs = ConfigStore.instance()
+    cs.store(name="prepare_schema", node=PrepareAppConfig)
+    cs.store(name="train_schema", node=TrainAppConfig)
+    for group, node in [
+        ("data", DataConfig),
+        ("tokenizer", TokenizerConfig),
+        ("model", ModelConfig),
+        ("train", TrainConfig),
+        ("decode", DecodeConfig),
+    ]:
+        cs.store(group=group, name="schema", node=node)
+
+
+def to_object(cfg: DictConfig | Any, schema: type) -> Any:
+    """Turn a composed DictConfig node into its dataclass (enums resolved)."""
+    if isinstance(cfg, schema):
+        return cfg
+    merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    return OmegaConf.to_object(merged)
+
+
+def as_plain_dict(obj: Any) -> dict[str, Any]:
+    """A JSON/YAML-safe dict of a dataclass config (enums as their values)."""
+    node = OmegaConf.structured(obj) if not isinstance(obj, DictConfig) else obj
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+__all__: list[str] = [
+    "AttentionConfig",
+    "BatchConfig",
+    "ContextType",
+    "DataConfig",
+    "DecodeConfig",
+    "DecoderConfig",
+    "EncoderConfig",
+    "InitState",
+    "ModelConfig",
+    "Precision",
+    "PrepareAppConfig",
+    "Readout",
+    "ReadoutState",
+    "RnnType",
+    "Source",
+    "SpmType",
+    "Strategy",
+    "TokenizerConfig",
+    "TrainAppConfig",
+    "TrainConfig",
+    "as_plain_dict",
+    "register_configs",
+    "to_object",
+]

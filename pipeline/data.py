@@ -1,0 +1,261 @@
+"""Parallel corpus loading through Hugging Face ``datasets``, normalised to ``src``/``tgt``.
+
+Three sources, chosen by ``data.source``:
+
+* ``multi30k``: the upstream raw layout ``{train,val,test_2016_flickr}.{lang}.gz``,
+  looked up locally first (``data.local_dir``, ``$PIPELINE_MULTI30K_DIR``,
+  ``data/multi30k/raw`` in the repo, ``../shared/data/multi30k/raw`` beside it) and
+  only then on the Hub (``bentrevett/multi30k``, de/en only);
+* ``files``: any local parallel text files, plain or ``.gz``, ``{prefix}.{lang}[.gz]``
+  per split (``data.files.train=PREFIX``...);
+* ``hub``: any Hub dataset id, with a ``translation`` dict column (wmt14, iwslt2017)
+  or one column per language (``data.hub_src_column``/``hub_tgt_column``).
+
+Local files are validated while they are read (line counts, UTF-8, NUL bytes, line
+length) and every problem is a one-line :class:`UserError` naming file and line.
+Datasets are built with ``Dataset.from_generator`` so they are cached as Arrow and
+reused by fingerprint on the next run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+import datasets
+
+from pipeline.config import DataConfig, Source
+from pipeline.errors import UserError
+
+SPLITS = ("train", "val", "test")
+MULTI30K_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+MULTI30K_HUB_ID = "bentrevett/multi30k"
+MULTI30K_ENV = "PIPELINE_MULTI30K_DIR"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
+    """Load train/val/test as a DatasetDict with string columns ``src`` and ``tgt``."""
+    if cfg.src_lang == cfg.tgt_lang:
+        raise UserError(f"data.src_lang and data.tgt_lang are both '{cfg.src_lang}'; choose two languages")
+    if cfg.source == Source.files:
+        corpus = _load_local(_files_layout(cfg), cfg)
+    elif cfg.source == Source.hub:
+        corpus = _load_hub(cfg)
+    else:
+        corpus = _load_multi30k(cfg)
+    for split, ds in corpus.items():
+        if len(ds) == 0:
+            raise UserError(f"the {split} split of corpus '{cfg.name}' is empty; check the data files")
+    return corpus
+
+
+# ---------------------------------------------------------------- local text files
+
+
+def find_multi30k_dir(cfg: DataConfig) -> Optional[Path]:
+    """The first candidate directory holding the Multi30k raw files, or None."""
+    for cand in multi30k_candidates(cfg):
+        if cand.is_dir() and any(cand.glob("train.*")):
+            return cand
+    return None
+
+
+def multi30k_candidates(cfg: DataConfig) -> list[Path]:
+    cands = []
+    if cfg.local_dir:
+        cands.append(Path(cfg.local_dir))
+    if os.environ.get(MULTI30K_ENV):
+        cands.append(Path(os.environ[MULTI30K_ENV]))
+    cands += [REPO_ROOT / "data" / "multi30k" / "raw", REPO_ROOT.parent / "shared" / "data" / "multi30k" / "raw"]
+    return cands
+
+
+def _load_multi30k(cfg: DataConfig) -> datasets.DatasetDict:
+    root = find_multi30k_dir(cfg)
+    if root is not None:
+        layout = {split: root / MULTI30K_FILES[split] for split in SPLITS}
+        return _load_local(layout, cfg)
+    if {cfg.src_lang, cfg.tgt_lang} <= {"de", "en"}:
+        hub_cfg = DataConfig(
+            name=cfg.name,
+            source=Source.hub,
+            src_lang=cfg.src_lang,
+            tgt_lang=cfg.tgt_lang,
+            hub_id=MULTI30K_HUB_ID,
+            cache_dir=cfg.cache_dir,
+        )
+        try:
+            return _load_hub(hub_cfg)
+        except UserError:
+            pass
+    looked = ", ".join(str(p) for p in multi30k_candidates(cfg))
+    raise UserError(
+        f"Multi30k not found: looked in {looked} and on the Hub ({MULTI30K_HUB_ID}, de/en only); "
+        f"run scripts/fetch_multi30k.sh or set data.local_dir (or ${MULTI30K_ENV}) to a folder with "
+        "train.{lang}.gz, val.{lang}.gz, test_2016_flickr.{lang}.gz"
+    )
+
+
+def _files_layout(cfg: DataConfig) -> dict[str, Path]:
+    missing = [s for s in SPLITS if s not in cfg.files]
+    if missing:
+        raise UserError(
+            f"data.files has no prefix for split(s) {', '.join(missing)}; set data.files.<split>=PATH_PREFIX "
+            f"so that PATH_PREFIX.{cfg.src_lang} and PATH_PREFIX.{cfg.tgt_lang} (or .gz) exist"
+        )
+    return {split: Path(cfg.files[split]) for split in SPLITS}
+
+
+def resolve_file(prefix: Path, lang: str) -> Path:
+    """``prefix.lang`` or ``prefix.lang.gz``; a UserError listing what exists otherwise."""
+    for cand in (Path(f"{prefix}.{lang}"), Path(f"{prefix}.{lang}.gz")):
+        if cand.is_file():
+            return cand
+    siblings = sorted(p.name for p in prefix.parent.glob(f"{prefix.name}.*")) if prefix.parent.is_dir() else []
+    langs = sorted({n[len(prefix.name) + 1 :].removesuffix(".gz") for n in siblings})
+    have = f"languages found for {prefix.name}: {', '.join(langs)}" if langs else f"no files {prefix}.*"
+    raise UserError(f"missing file {prefix}.{lang}[.gz] for language '{lang}' ({have}); check data.src_lang/tgt_lang")
+
+
+def _load_local(layout: dict[str, Path], cfg: DataConfig) -> datasets.DatasetDict:
+    out = {}
+    for split, prefix in layout.items():
+        src = resolve_file(prefix, cfg.src_lang)
+        tgt = resolve_file(prefix, cfg.tgt_lang)
+        out[split] = _dataset_from_files(src, tgt, cfg)
+    return datasets.DatasetDict(out)
+
+
+def _file_identity(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _dataset_from_files(src: Path, tgt: Path, cfg: DataConfig) -> datasets.Dataset:
+    kwargs = {
+        "src_path": str(src),
+        "tgt_path": str(tgt),
+        "max_line_bytes": cfg.max_line_bytes,
+        # Only used for the fingerprint: a changed file gets a new Arrow cache.  A string,
+        # because datasets treats list-valued gen_kwargs as shards.
+        "identity": repr([_file_identity(src), _file_identity(tgt)]),
+    }
+    try:
+        return datasets.Dataset.from_generator(
+            read_parallel, gen_kwargs=kwargs, cache_dir=str(Path(cfg.cache_dir) / "datasets")
+        )
+    except datasets.exceptions.DatasetGenerationError as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def read_parallel(src_path: str, tgt_path: str, max_line_bytes: int, identity: str = "") -> Iterator[dict]:
+    """Yield ``{"src", "tgt"}`` pairs, validating both files line by line."""
+    with _open(src_path) as fs, _open(tgt_path) as ft:
+        n = 0
+        for n, (a, b) in enumerate(zip(fs, ft), start=1):
+            yield {
+                "src": _check_line(a, src_path, n, max_line_bytes),
+                "tgt": _check_line(b, tgt_path, n, max_line_bytes),
+            }
+        rest_s = sum(1 for _ in fs)
+        rest_t = sum(1 for _ in ft)
+    if rest_s or rest_t:
+        raise UserError(
+            f"line counts differ: {src_path} has {n + rest_s} lines, {tgt_path} has {n + rest_t}; "
+            "the files must be line-aligned translations"
+        )
+    if n == 0:
+        raise UserError(f"{src_path} and {tgt_path} are empty; give files with one sentence per line")
+
+
+def _open(path: str):
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"missing file {path}")
+    raw = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
+    return raw
+
+
+def _check_line(raw: bytes, path: str, lineno: int, max_line_bytes: int) -> str:
+    if len(raw) > max_line_bytes:
+        raise UserError(
+            f"{path}:{lineno}: line of {len(raw)} bytes exceeds data.max_line_bytes={max_line_bytes}; "
+            "the file is probably not one sentence per line (or raise data.max_line_bytes)"
+        )
+    if b"\x00" in raw:
+        raise UserError(f"{path}:{lineno}: NUL byte in text; the file is binary or corrupt")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}:{lineno}: invalid UTF-8 at byte {err.start}; re-encode the file as UTF-8") from None
+    return text.rstrip("\r\n")
+
+
+def read_lines(path: str | Path, max_line_bytes: int = 100_000) -> list[str]:
+    """A validated list of lines of one plain or gzipped text file (for evaluate/translate)."""
+    with _open(str(path)) as f:
+        return [_check_line(raw, str(path), i, max_line_bytes) for i, raw in enumerate(f, start=1)]
+
+
+# ---------------------------------------------------------------- Hugging Face Hub
+
+
+def _load_hub(cfg: DataConfig) -> datasets.DatasetDict:  # pragma: no cover - needs network
+    if not cfg.hub_id:
+        raise UserError("data.source=hub needs data.hub_id (e.g. bentrevett/multi30k or wmt14)")
+    try:
+        raw = datasets.load_dataset(cfg.hub_id, cfg.hub_config, cache_dir=str(Path(cfg.cache_dir) / "hub"))
+    except Exception as err:  # network, auth, unknown id: all user-fixable
+        raise UserError(
+            f"could not load '{cfg.hub_id}' from the Hugging Face Hub: {str(err).splitlines()[0]}"
+        ) from None
+    return normalise_hub(raw, cfg)
+
+
+def normalise_hub(raw: datasets.DatasetDict, cfg: DataConfig) -> datasets.DatasetDict:
+    """Map a Hub DatasetDict's splits and columns to train/val/test with ``src``/``tgt``."""
+    names = {**DEFAULT_HUB_SPLITS, **cfg.hub_splits}
+    out = {}
+    for split in SPLITS:
+        if names[split] not in raw:
+            raise UserError(
+                f"split '{names[split]}' not in {cfg.hub_id} (has: {', '.join(raw)}); set data.hub_splits.{split}"
+            )
+        out[split] = normalise_columns(raw[names[split]], cfg)
+    return datasets.DatasetDict(out)
+
+
+def normalise_columns(ds: datasets.Dataset, cfg: DataConfig) -> datasets.Dataset:
+    """``translation`` dicts or per-language columns -> string columns ``src``, ``tgt``."""
+    src_col = cfg.hub_src_column or cfg.src_lang
+    tgt_col = cfg.hub_tgt_column or cfg.tgt_lang
+    if "translation" in ds.column_names and src_col not in ds.column_names:
+        langs = set(ds[0]["translation"]) if len(ds) else set()
+        for lang in (cfg.src_lang, cfg.tgt_lang):
+            if lang not in langs:
+                raise UserError(
+                    f"language '{lang}' not in {cfg.hub_id}'s translation column (has: {', '.join(sorted(langs))})"
+                )
+
+        def pick(batch: dict) -> dict:
+            return {
+                "src": [t[cfg.src_lang] for t in batch["translation"]],
+                "tgt": [t[cfg.tgt_lang] for t in batch["translation"]],
+            }
+
+        return ds.map(pick, batched=True, remove_columns=ds.column_names)
+    for key, col in (("hub_src_column", src_col), ("hub_tgt_column", tgt_col)):
+        if col not in ds.column_names:
+            raise UserError(f"column '{col}' not in {cfg.hub_id} (has: {', '.join(ds.column_names)}); set data.{key}")
+    ds = ds.select_columns([src_col, tgt_col])
+    return ds.rename_columns({src_col: "src", tgt_col: "tgt"}) if (src_col, tgt_col) != ("src", "tgt") else ds

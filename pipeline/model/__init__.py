@@ -1,0 +1,18 @@
+"""RNNsearch (Bahdanau, Cho & Bengio 2015) and the RNN encoder-decoder baseline."""
+
+from pipeline.model.attention import BahdanauAttention, FixedContext
+from pipeline.model.decoder import Decoder, DecoderState
+from pipeline.model.encoder import Encoder, EncoderOutput
+from pipeline.model.seq2seq import Seq2Seq, build_context, build_model
+
+__all__ = [
+    "BahdanauAttention",
+    "Decoder",
+    "DecoderState",
+    "Encoder",
+    "EncoderOutput",
+    "FixedContext",
+    "Seq2Seq",
+    "build_context",
+    "build_model",
+]

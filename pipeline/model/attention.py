@@ -1,0 +1,114 @@
+"""Context modules: Bahdanau attention (RNNsearch) and the fixed context of the RNN encoder-decoder.
+
+Both share one interface, so the decoder never knows which one it holds::
+
+    keys = module.precompute(enc)                          # once per batch
+    context, weights = module(query, keys, enc)            # once per decoder step
+
+``has_attention`` tells callers whether ``weights`` is a tensor or None; ``static``
+tells the decoder that the context does not depend on the step, so that it can be
+hoisted out of the recurrence.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.model.encoder import EncoderOutput
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention (Bahdanau et al. 2015, eqs. 5-6 and appendix A.1.2).
+
+    e_ij     = v_aᵀ tanh(W_a s_{i-1} + U_a h_j)            (eq. 6, the alignment model)
+    α_ij     = exp(e_ij) / Σ_k exp(e_ik)                     (eq. 5, over real source positions only)
+    c_i      = Σ_j α_ij h_j                                  (eq. 5)
+
+    Shapes: query s_{i-1} [B, Hd]; annotations h [B, S, 2He]; keys U_a h [B, S, A];
+    context [B, 2He]; weights [B, S] (float32, exactly 0 on padded positions).
+    As in the paper there are no biases.  Stateless between calls.
+    """
+
+    has_attention = True
+    static = False
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int) -> None:
+        super().__init__()
+        self.query_dim, self.key_dim, self.attn_dim = query_dim, key_dim, attn_dim
+        self.W_a = nn.Linear(query_dim, attn_dim, bias=False)
+        self.U_a = nn.Linear(key_dim, attn_dim, bias=False)
+        self.v_a = nn.Parameter(torch.empty(attn_dim))
+        self.reset_parameters()
+
+    @property
+    def context_dim(self) -> int:
+        return self.key_dim
+
+    @property
+    def query_projection(self) -> nn.Linear | None:
+        """W_a, for callers that fuse it with another GEMM on the same query; then call :meth:`attend`."""
+        return self.W_a
+
+    def reset_parameters(self) -> None:
+        """W_a, U_a Xavier-uniform; v_a U(-1/sqrt(A), 1/sqrt(A)).
+
+        (The paper starts v_a at 0, which would give W_a and U_a no gradient on the first update.)
+        """
+        nn.init.xavier_uniform_(self.W_a.weight)
+        nn.init.xavier_uniform_(self.U_a.weight)
+        bound = self.attn_dim**-0.5
+        nn.init.uniform_(self.v_a, -bound, bound)
+
+    def precompute(self, enc: EncoderOutput) -> torch.Tensor:
+        """keys = U_a h_j for every source position [B, S, A]: step-independent, so computed once per batch."""
+        return self.U_a(enc.states)
+
+    def attend(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention from an already projected query q = W_a s_{i-1} [B, A].
+
+        Returns (context c_i [B, 2He], weights α_i [B, S] float32).  The softmax runs in
+        float32 even under low-precision autocast; masked energies are -inf, so padded
+        positions get exactly 0 weight.
+        """
+        energies = torch.matmul(torch.tanh(keys + q.unsqueeze(1)), self.v_a.to(keys.dtype))  # [B, S]  eq. 6
+        energies = torch.where(enc.mask, energies, float("-inf"))
+        weights = torch.softmax(energies, dim=-1, dtype=torch.float32)  # eq. 5
+        states = enc.states
+        context = torch.bmm(weights.to(states.dtype).unsqueeze(1), states).squeeze(1)  # [B, 2He]
+        return context, weights
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """c_i and α_i for query s_{i-1} [B, Hd]; ``keys`` from :meth:`precompute`."""
+        return self.attend(self.W_a(query), keys, enc)
+
+
+class FixedContext(nn.Module):
+    """The RNN encoder-decoder baseline: c_i = c for every step i.
+
+    Appendix A.2.2: RNNsearch "becomes RNN Encoder-Decoder if we fix c_i to →h_{T_x}".
+    Here c = [→h_{T_x} ; ←h_1] (``enc.summary`` [B, 2He]), the bidirectional analogue,
+    so that the two models differ only in this module.  No parameters.
+    """
+
+    has_attention = False
+    static = True
+    query_projection: nn.Linear | None = None
+
+    def __init__(self, key_dim: int | None = None) -> None:
+        super().__init__()
+        self.key_dim = key_dim
+
+    @property
+    def context_dim(self) -> int | None:
+        return self.key_dim
+
+    def precompute(self, enc: EncoderOutput) -> torch.Tensor:
+        """The fixed context c [B, 2He]."""
+        return enc.summary
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, None]:
+        """(c [B, 2He], None) whatever the step."""
+        return enc.summary, None

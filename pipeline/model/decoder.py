@@ -1,0 +1,250 @@
+"""GRU decoder with a pluggable context module and a deep (maxout) output (Bahdanau et al. 2015).
+
+Shapes: B sentences, T target positions, S source positions, E = emb_dim,
+Hd = decoder hidden, C = 2He = context width, R = readout_dim, V = target vocabulary.
+
+Recurrence (eq. 4, appendix A.2.2), with c_i computed from the query s_{i-1}:
+
+    s_0 = tanh(W_s h̄)                         h̄ = ←h_1 (init_state=first_backward) or the masked mean of h_j
+    c_i = context(s_{i-1}, h)                  attention (eqs. 5-6) or the fixed summary c
+    s_i = GRU(s_{i-1}, [E y_{i-1} ; c_i])      gates r, z, n exactly as ``torch.nn.GRUCell``
+
+Deep output (A.2.2):
+
+    t̃_i = U_o s + V_o E y_{i-1} + C_o c_i      s = s_i (readout_state=current) or s_{i-1} (previous)
+    t_i  = maxout_2(t̃_i)  or  tanh(t̃_i)        t̃ has 2R resp. R units
+    p(y_i | ...) = softmax(W_o dropout(t_i))    W_o optionally tied to E (then R must equal E)
+
+Teacher-forced :meth:`Decoder.forward` is written for throughput: W_ie E y for all
+steps is one GEMM before the loop, each step does only the query-dependent work
+(W_hh s_{i-1} fused with the attention's W_a s_{i-1} into one GEMM, attention,
+W_ic c_i, gate arithmetic), and the deep output and vocabulary projection of all
+steps are batched after the loop.  With a static context (the baseline) W_ic c and
+C_o c are computed once.  :meth:`Decoder.step` computes the same function one step
+at a time for search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
+from pipeline.model.encoder import EncoderOutput
+from pipeline.tokenizer import PAD_ID
+
+
+@dataclass
+class DecoderState:
+    """Search state after some steps.
+
+    s    [B, Hd]   decoder state s_{i-1} (the query of the next step)
+    enc            the encoder output the state attends to (rows aligned with ``s``)
+    keys           ``context.precompute(enc)``: U_a h [B, S, A] (attention) or c [B, 2He] (fixed)
+    """
+
+    s: torch.Tensor
+    enc: EncoderOutput
+    keys: torch.Tensor
+
+    def index_select(self, idx: torch.Tensor) -> DecoderState:
+        """Rows ``idx`` [B'] (long) of every tensor, including ``enc`` and ``keys`` (beam reorder / repeat)."""
+        return DecoderState(
+            s=self.s.index_select(0, idx),
+            enc=self.enc.index_select(idx),
+            keys=self.keys.index_select(0, idx),
+        )
+
+
+def _cast_for_autocast(w: torch.Tensor) -> torch.Tensor:
+    """``w`` in the autocast dtype if autocast is on for its device, else ``w``.
+
+    Autocast caches its casts of parameters only; a derived weight (a concatenation,
+    a slice) used inside the loop would otherwise be re-cast at every step.
+    """
+    dev = w.device.type
+    if torch.is_autocast_enabled(dev):
+        dtype = torch.get_autocast_dtype(dev)
+        if w.is_floating_point() and w.dtype != dtype:
+            return w.to(dtype)
+    return w
+
+
+class Decoder(nn.Module):
+    """Conditional GRU decoder; ``context_module`` is :class:`BahdanauAttention` or :class:`FixedContext`."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, context_module: nn.Module) -> None:
+        super().__init__()
+        d = cfg.decoder
+        self.emb_dim = cfg.emb_dim
+        self.hidden_dim = hd = d.hidden_dim
+        self.context_dim = cd = 2 * cfg.encoder.hidden_dim
+        self.readout_dim = rd = d.readout_dim
+        self._rz_n = [2 * hd, hd]
+        self.init_mode = InitState(d.init_state)
+        self.readout_mode = Readout(d.readout)
+        self.readout_state = ReadoutState(d.readout_state)
+        if d.tie_embeddings and rd != cfg.emb_dim:
+            raise ValueError(
+                f"model.decoder.readout_dim={rd} must equal model.emb_dim={cfg.emb_dim} when "
+                "model.decoder.tie_embeddings is true (W_o shares the embedding matrix); "
+                "set model.decoder.readout_dim to model.emb_dim or model.decoder.tie_embeddings=false"
+            )
+
+        self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.context = context_module
+        init_in = cfg.encoder.hidden_dim if self.init_mode == InitState.first_backward else cd
+        self.W_s = nn.Linear(init_in, hd)
+        # GRU(s_{i-1}, [E y ; c]) with the input weight split into its E y and c columns.
+        self.weight_ie = nn.Parameter(torch.empty(3 * hd, cfg.emb_dim))
+        self.weight_ic = nn.Parameter(torch.empty(3 * hd, cd))
+        self.bias_ih = nn.Parameter(torch.empty(3 * hd))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hd, hd))
+        self.bias_hh = nn.Parameter(torch.empty(3 * hd))
+        # Deep output: readout.weight = [U_o | V_o | C_o], columns for s, E y, c.
+        pieces = 2 if self.readout_mode == Readout.maxout else 1
+        self.readout = nn.Linear(hd + cfg.emb_dim + cd, pieces * rd)
+        self.out = nn.Linear(rd, vocab_size)  # W_o
+        self.tied = d.tie_embeddings
+        if self.tied:
+            self.out.weight = self.embedding.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialisation (all biases zero):
+
+        - embedding E: N(0, emb_dim^-1), PAD row zero (also W_o when tied);
+        - recurrent weight_hh: orthogonal per gate block (r, z, n);
+        - input weights weight_ie, weight_ic, W_s, readout, untied W_o: Xavier-uniform (per gate block for the GRU).
+        """
+        nn.init.normal_(self.embedding.weight, std=self.emb_dim**-0.5)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        for w in (self.weight_ie, self.weight_ic):
+            for block in w.data.chunk(3, 0):
+                nn.init.xavier_uniform_(block)
+        for block in self.weight_hh.data.chunk(3, 0):
+            nn.init.orthogonal_(block)
+        for lin in (self.W_s, self.readout):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        if not self.tied:
+            nn.init.xavier_uniform_(self.out.weight)
+        for b in (self.bias_ih, self.bias_hh, self.out.bias):
+            nn.init.zeros_(b)
+
+    # ------------------------------------------------------------------ pieces
+
+    def initial_state(self, enc: EncoderOutput) -> torch.Tensor:
+        """s_0 = tanh(W_s h̄) [B, Hd] (appendix A.2.2)."""
+        if self.init_mode == InitState.first_backward:
+            h = enc.first_backward
+        else:  # masked mean; annotations are exactly 0 at padded positions
+            h = enc.states.sum(1) / enc.mask.sum(1, keepdim=True).to(enc.states.dtype)
+        return torch.tanh(self.W_s(h))
+
+    def _cell(self, gi: torch.Tensor, gh_rz: torch.Tensor, gh_n: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """GRU update from the input part ``gi`` [B, 3Hd] and recurrent parts ``gh_rz`` [B, 2Hd], ``gh_n`` [B, Hd].
+
+        Gate order r, z, n as in ``torch.nn.GRUCell``:
+        r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r ⊙ gh_n), s' = (1 - z) ⊙ n + z ⊙ s.
+        (``split`` rather than slicing: its backward is one cat, not a zero-fill per slice.)
+        """
+        gi_rz, gi_n = gi.split(self._rz_n, 1)
+        r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, 1)
+        n = torch.tanh(torch.addcmul(gi_n, r, gh_n))
+        return torch.lerp(n, s, z)
+
+    def _project(self, pre: torch.Tensor) -> torch.Tensor:
+        """t̃ [..., pieces*R] -> maxout/tanh -> dropout -> W_o -> logits [..., V]."""
+        if self.readout_mode == Readout.maxout:
+            t = pre.unflatten(-1, (self.readout_dim, 2)).amax(-1)  # max over adjacent pairs (A.2.2)
+        else:
+            t = torch.tanh(pre)
+        return self.out(self.dropout(t))
+
+    # ------------------------------------------------------------------ search API
+
+    def start(self, enc: EncoderOutput) -> DecoderState:
+        """Initial search state: s_0 and the precomputed keys."""
+        return DecoderState(s=self.initial_state(enc), enc=enc, keys=self.context.precompute(enc))
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """One step from y_{i-1} = ``prev_tokens`` [B] long: (logits [B, V], new state, α_i [B, S] or None)."""
+        s = state.s
+        ey = self.dropout(self.embedding(prev_tokens))  # [B, E]
+        c, attn = self.context(s, state.keys, state.enc)  # c_i from s_{i-1}
+        gi = F.linear(ey, self.weight_ie, self.bias_ih) + F.linear(c, self.weight_ic)
+        gh_rz, gh_n = F.linear(s, self.weight_hh, self.bias_hh).split(self._rz_n, 1)
+        s_new = self._cell(gi, gh_rz, gh_n, s.to(gh_n.dtype))
+        s_out = s_new if self.readout_state == ReadoutState.current else s
+        dt = s_out.dtype
+        logits = self._project(self.readout(torch.cat([s_out, ey.to(dt), c.to(dt)], dim=-1)))
+        return logits, DecoderState(s=s_new, enc=state.enc, keys=state.keys), attn
+
+    # ------------------------------------------------------------------ teacher forcing
+
+    def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced decoding of ``tgt_in`` [B, T] (BOS + y): (logits [B, T, V], α [B, T, S] float32 or None)."""
+        hd = self.hidden_dim
+        ctx = self.context
+        ey = self.dropout(self.embedding(tgt_in))  # [B, T, E]
+        s = self.initial_state(enc)
+        keys = ctx.precompute(enc)
+        gi_emb = F.linear(ey.transpose(0, 1), self.weight_ie, self.bias_ih)  # [T, B, 3Hd]: W_ie E y_{i-1} + b
+        w_hh = self.weight_hh
+        states: list[torch.Tensor] = [s]
+        attn: torch.Tensor | None = None
+
+        if ctx.static:
+            c, _ = ctx(s, keys, enc)  # [B, C], the same for every step
+            gi_all = gi_emb + F.linear(c, self.weight_ic)  # W_ic c hoisted out of the loop
+            for gi in gi_all.unbind(0):
+                gh_rz, gh_n = F.linear(s, w_hh, self.bias_hh).split(self._rz_n, 1)
+                s = self._cell(gi, gh_rz, gh_n, s)
+                states.append(s)
+        else:
+            proj = ctx.query_projection
+            b_hh = self.bias_hh
+            sizes = list(self._rz_n)
+            if proj is not None:  # one GEMM on s_{i-1} for both W_hh s_{i-1} and W_a s_{i-1}
+                a_dim = proj.weight.shape[0]
+                w_hh = torch.cat([w_hh, proj.weight], 0)
+                q_bias = proj.bias if proj.bias is not None else b_hh.new_zeros(a_dim)
+                b_hh = torch.cat([b_hh, q_bias], 0)
+                sizes.append(a_dim)
+            w_hh_t = _cast_for_autocast(w_hh).t()
+            b_hh = _cast_for_autocast(b_hh)
+            w_ic_t = _cast_for_autocast(self.weight_ic).t()
+            contexts: list[torch.Tensor] = []
+            weights: list[torch.Tensor] = []
+            for gi_e in gi_emb.unbind(0):
+                gq = torch.addmm(b_hh, s, w_hh_t)
+                if proj is not None:
+                    gh_rz, gh_n, q = gq.split(sizes, 1)
+                    c, w = ctx.attend(q, keys, enc)
+                else:
+                    gh_rz, gh_n = gq.split(sizes, 1)
+                    c, w = ctx(s, keys, enc)
+                s = self._cell(torch.addmm(gi_e, c, w_ic_t), gh_rz, gh_n, s)
+                states.append(s)
+                contexts.append(c)
+                weights.append(w)
+            attn = torch.stack(weights, 1)  # [B, T, S]
+
+        s_seq = torch.stack(states[1:] if self.readout_state == ReadoutState.current else states[:-1], 1)  # [B,T,Hd]
+        if ctx.static:
+            w_r = self.readout.weight
+            split = hd + self.emb_dim
+            pre = F.linear(torch.cat([s_seq, ey.to(s_seq.dtype)], -1), w_r[:, :split], self.readout.bias)
+            pre = pre + F.linear(c, w_r[:, split:]).unsqueeze(1)  # C_o c, once
+        else:
+            c_seq = torch.stack(contexts, 1)  # [B, T, C]
+            pre = self.readout(torch.cat([s_seq, ey.to(s_seq.dtype), c_seq.to(s_seq.dtype)], -1))
+        return self._project(pre), attn

@@ -1,0 +1,82 @@
+"""The full model: RNNsearch (Bahdanau attention) or the RNN encoder-decoder baseline.
+
+The two differ only in the decoder's context module (``cfg.context``): attention
+recomputes c_i at every step (eqs. 5-6), the baseline fixes c_i = c (appendix A.2.2).
+Everything else (encoder, decoder recurrence, deep output, initialisation) is shared,
+so parameter counts differ only by the attention's W_a, U_a, v_a.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.config import ContextType, ModelConfig
+from pipeline.model.attention import BahdanauAttention, FixedContext
+from pipeline.model.decoder import Decoder, DecoderState
+from pipeline.model.encoder import Encoder, EncoderOutput
+
+
+def build_context(cfg: ModelConfig) -> nn.Module:
+    """The context module selected by ``cfg.context``."""
+    key_dim = 2 * cfg.encoder.hidden_dim
+    if ContextType(cfg.context) == ContextType.attention:
+        return BahdanauAttention(cfg.decoder.hidden_dim, key_dim, cfg.attention.dim)
+    return FixedContext(key_dim)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + decoder.  Shapes: B sentences, S source / T target positions, V target vocabulary.
+
+    Initialisation (see each module's ``reset_parameters``): embeddings N(0, 1/emb_dim)
+    with a zero PAD row, recurrent matrices orthogonal per gate block, every other
+    matrix Xavier-uniform, biases zero (LSTM forget-gate bias 1).
+    """
+
+    def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.src_vocab = src_vocab
+        self.tgt_vocab = tgt_vocab
+        self.encoder = Encoder(cfg, src_vocab)
+        self.decoder = Decoder(cfg, tgt_vocab, build_context(cfg))
+
+    @property
+    def has_attention(self) -> bool:
+        """True for RNNsearch (``forward``/``step`` return attention weights), False for the baseline."""
+        return bool(self.decoder.context.has_attention)
+
+    def encode(self, src: torch.Tensor, src_lens: torch.Tensor) -> EncoderOutput:
+        """``src`` [B, S] long (PAD-padded, ends with EOS), ``src_lens`` [B] long -> :class:`EncoderOutput`."""
+        return self.encoder(src, src_lens)
+
+    def forward(
+        self, src: torch.Tensor, src_lens: torch.Tensor, tgt_in: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher forcing: (logits [B, T, V] in the compute dtype, attention [B, T, S] float32 or None)."""
+        return self.decoder(tgt_in, self.encode(src, src_lens))
+
+    def start(self, enc: EncoderOutput) -> DecoderState:
+        """Search state before the first step (s_0, enc, precomputed keys)."""
+        return self.decoder.start(enc)
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """One decoding step from ``prev_tokens`` [B] long: (logits [B, V], new state, attention [B, S] or None).
+
+        Gives the same logits as :meth:`forward` at that position (eval mode).
+        """
+        return self.decoder.step(prev_tokens, state)
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars (a tied matrix counted once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    """The model described by ``cfg`` for the given vocabulary sizes."""
+    return Seq2Seq(cfg, src_vocab, tgt_vocab)
+
+
+__all__ = ["DecoderState", "EncoderOutput", "Seq2Seq", "build_context", "build_model"]

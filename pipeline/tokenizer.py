@@ -1,0 +1,168 @@
+"""SentencePiece subword models: train once (cached by content hash), load, encode, decode.
+
+The special ids are fixed here and nowhere else, so that batching, models and
+search agree on them and a checkpoint's embedded model bytes always match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+
+from pipeline.config import TokenizerConfig, as_plain_dict
+from pipeline.errors import UserError
+
+PAD_ID = 0
+UNK_ID = 1
+BOS_ID = 2
+EOS_ID = 3
+
+
+def _spm_options(cfg: TokenizerConfig) -> dict:
+    return dict(
+        model_type=cfg.type.value,
+        vocab_size=cfg.vocab_size,
+        character_coverage=cfg.character_coverage,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        num_threads=cfg.num_threads,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        max_sentence_length=1 << 16,
+        minloglevel=2,
+    )
+
+
+def train_model(sentences: Sequence[str], cfg: TokenizerConfig) -> bytes:
+    """Train a sentencepiece model on ``sentences`` and return its serialized bytes.
+
+    sentencepiece's "vocabulary too large" failure is translated into a
+    :class:`UserError` naming ``tokenizer.vocab_size``.
+    """
+    buf = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=buf, **_spm_options(cfg)
+        )
+    except RuntimeError as err:
+        msg = str(err)
+        if "Vocabulary size" in msg or "vocab_size" in msg:
+            hint = msg.split("Please set it to a value <= ")[-1].rstrip(".") if "<=" in msg else "a smaller value"
+            raise UserError(
+                f"tokenizer.vocab_size={cfg.vocab_size} is too large for this corpus; "
+                f"set tokenizer.vocab_size to at most {hint}"
+            ) from None
+        raise
+    return buf.getvalue()
+
+
+def text_hash(parts: Iterable[str], cfg: TokenizerConfig, tag: str) -> str:
+    """Cache key: the training text and every option that changes the model."""
+    h = hashlib.sha256()
+    opts = as_plain_dict(cfg)
+    opts.pop("num_threads", None)
+    h.update(json.dumps({"opts": opts, "tag": tag, "ids": [PAD_ID, UNK_ID, BOS_ID, EOS_ID]}, sort_keys=True).encode())
+    for line in parts:
+        h.update(line.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def train_or_load(sentences: Sequence[str], cfg: TokenizerConfig, cache_dir: Path, tag: str) -> tuple[bytes, bool]:
+    """Return (model bytes, reused?) for a model trained on ``sentences``.
+
+    The model is stored as ``cache_dir/spm/<hash>.model``, written atomically, so
+    a second prepare with the same text and options reuses it.
+    """
+    key = text_hash(sentences, cfg, tag)
+    path = Path(cache_dir) / "spm" / f"{tag}-{key}.model"
+    if path.exists():
+        return path.read_bytes(), True
+    blob = train_model(sentences, cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+    return blob, False
+
+
+class SentencePiece:
+    """One sentencepiece model: encode text to ids, decode ids to detokenized text."""
+
+    def __init__(self, model_bytes: bytes) -> None:
+        self.model_bytes = model_bytes
+        self.sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+            raise UserError("sentencepiece model has unexpected special ids; retrain it with this pipeline")
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts, out_type=int)
+
+    def encode_pieces(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self.sp.decode([[i for i in s if i > EOS_ID] for s in ids])
+
+    def id_to_piece(self, ids: Sequence[int]) -> list[str]:
+        return [self.sp.id_to_piece(int(i)) for i in ids]
+
+
+@dataclass
+class Tokenizer:
+    """Source and target models; the same object twice when the vocabulary is joint."""
+
+    src: SentencePiece
+    tgt: SentencePiece
+
+    @property
+    def joint(self) -> bool:
+        return self.src is self.tgt
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        names = {"joint": self.src} if self.joint else {"src": self.src, "tgt": self.tgt}
+        for name, model in names.items():
+            tmp = directory / f".{name}.model.tmp"
+            tmp.write_bytes(model.model_bytes)
+            os.replace(tmp, directory / f"{name}.model")
+
+    def state(self) -> dict:
+        """Bytes for a checkpoint: the tokenizer travels with the model."""
+        return {"src": self.src.model_bytes, "tgt": None if self.joint else self.tgt.model_bytes}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Tokenizer:
+        src = SentencePiece(state["src"])
+        return cls(src, src if state.get("tgt") is None else SentencePiece(state["tgt"]))
+
+
+def build_tokenizer(
+    train_src: Sequence[str], train_tgt: Sequence[str], cfg: TokenizerConfig, cache_dir: Path
+) -> tuple[Tokenizer, bool]:
+    """Train (or reuse) the models on the train split only; returns (tokenizer, reused?)."""
+    if cfg.joint:
+        blob, reused = train_or_load(_interleave(train_src, train_tgt), cfg, cache_dir, "joint")
+        model = SentencePiece(blob)
+        return Tokenizer(model, model), reused
+    src_blob, r1 = train_or_load(list(train_src), cfg, cache_dir, "src")
+    tgt_blob, r2 = train_or_load(list(train_tgt), cfg, cache_dir, "tgt")
+    return Tokenizer(SentencePiece(src_blob), SentencePiece(tgt_blob)), r1 and r2
+
+
+def _interleave(a: Sequence[str], b: Sequence[str]) -> list[str]:
+    return [s for pair in zip(a, b) for s in pair]
+
