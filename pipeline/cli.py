@@ -8,6 +8,7 @@ line on stderr with exit status 2; any other exception keeps its traceback.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -44,9 +45,20 @@ def user_errors(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
 @hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
 @user_errors
 def prepare_main(cfg: DictConfig) -> None:
-    from pipeline.config import DataConfig, TokenizerConfig, to_object
+    from pipeline.config import BatchConfig, DataConfig, TokenizerConfig, to_object
     from pipeline.prepare import prepare
 
-    data = prepare(to_object(cfg.data, DataConfig), to_object(cfg.tokenizer, TokenizerConfig))
+    data = prepare(
+        to_object(cfg.data, DataConfig), to_object(cfg.tokenizer, TokenizerConfig), to_object(cfg.batch, BatchConfig)
+    )
     print(data.stats.table())
-    print("Next: python -m pipeline.train model=bahdanau (or model=baseline) with the same data/tokenizer overrides.")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
+@user_errors
+def train_main(cfg: DictConfig) -> None:
+    from pipeline.config import TrainAppConfig, to_object
+    from pipeline.train import train
+
+    summary = train(to_object(cfg, TrainAppConfig))
+    print(json.dumps(summary))

@@ -162,18 +162,13 @@ class TrainConfig:
     eval_every: int = 500
     eval_max_sentences: Optional[int] = None
     log_every: int = 50
+    checkpoint_every: int = 0
     early_stop_patience: int = 5
     keep_last: int = 3
     max_bad_steps: int = 20
     accum_steps: int = 1
     examples_logged: int = 3
     progress: bool = True
-
-
-@dataclass
-class PrepareAppConfig:
-    data: DataConfig = MISSING
-    tokenizer: TokenizerConfig = MISSING
 
 
 @dataclass
@@ -191,7 +186,6 @@ class TrainAppConfig:
 def register_configs() -> None:
     """Register the primary schemas; conf/*.yaml list them first in `defaults`."""
     cs = ConfigStore.instance()
-    cs.store(name="prepare_schema", node=PrepareAppConfig)
     cs.store(name="train_schema", node=TrainAppConfig)
     for group, node in [
         ("data", DataConfig),
@@ -228,7 +222,6 @@ __all__: list[str] = [
     "InitState",
     "ModelConfig",
     "Precision",
-    "PrepareAppConfig",
     "Readout",
     "ReadoutState",
     "RnnType",

@@ -16,7 +16,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from pipeline.config import DataConfig, TokenizerConfig
+from pipeline.batching import BucketBatchSampler, padding_fraction
+from pipeline.config import BatchConfig, DataConfig, TokenizerConfig
 from pipeline.data import SPLITS, load_corpus
 from pipeline.tokenizer import UNK_ID, SentencePiece, Tokenizer, build_tokenizer
 
@@ -30,6 +31,8 @@ class PrepareStats:
     vocab_size: int = 0
     tokens: dict[str, dict[str, float]] = field(default_factory=dict)
     val_unk_percent: float = 0.0
+    train_padding_percent: float | None = None
+    padding_max_tokens: int = 0
     tokenizer_reused: bool = False
     encoding_reused: bool = False
     seconds: float = 0.0
@@ -45,9 +48,15 @@ class PrepareStats:
         dropped = ", ".join(f"{k}={v}" for k, v in self.dropped.items())
         rows.append(f"dropped from train: {sum(self.dropped.values())} ({dropped})")
         rows.append(f"vocabulary size: {self.vocab_size}   unknown pieces on val: {self.val_unk_percent:.3f}%")
+        if self.train_padding_percent is not None:
+            rows.append(
+                f"padding in train batches of {self.padding_max_tokens} tokens: {self.train_padding_percent:.1f}%"
+            )
         cache = "reused" if self.tokenizer_reused and self.encoding_reused else "built"
-        rows.append(f"cache: {cache} (tokenizer {'reused' if self.tokenizer_reused else 'trained'}, "
-                    f"encoding {'reused' if self.encoding_reused else 'computed'}) in {self.seconds:.1f}s")
+        rows.append(
+            f"cache: {cache} (tokenizer {'reused' if self.tokenizer_reused else 'trained'}, "
+            f"encoding {'reused' if self.encoding_reused else 'computed'}) in {self.seconds:.1f}s"
+        )
         return "\n".join(rows)
 
 
@@ -74,15 +83,22 @@ class _Encoder:
             self._sp = (src, src if self.tgt_bytes == self.src_bytes else SentencePiece(self.tgt_bytes))
         src_ids = self._sp[0].encode(batch["src"])
         tgt_ids = self._sp[1].encode(batch["tgt"])
-        return {"src_ids": src_ids, "tgt_ids": tgt_ids,
-                "src_len": [len(s) for s in src_ids], "tgt_len": [len(t) for t in tgt_ids]}
+        return {
+            "src_ids": src_ids,
+            "tgt_ids": tgt_ids,
+            "src_len": [len(s) for s in src_ids],
+            "tgt_len": [len(t) for t in tgt_ids],
+        }
 
     def __getstate__(self) -> dict:
         return {"src_bytes": self.src_bytes, "tgt_bytes": self.tgt_bytes, "_sp": None}
 
 
-def prepare(data_cfg: DataConfig, tok_cfg: TokenizerConfig) -> PreparedData:
-    """Load, train/reuse the tokenizer, encode (cached), filter train; return data + stats."""
+def prepare(data_cfg: DataConfig, tok_cfg: TokenizerConfig, batch_cfg: BatchConfig | None = None) -> PreparedData:
+    """Load, train/reuse the tokenizer, encode (cached), filter train; return data + stats.
+
+    With ``batch_cfg`` the stats also report the padding of train batches at that budget.
+    """
     t0 = time.perf_counter()
     corpus = load_corpus(data_cfg)
     cache = Path(data_cfg.cache_dir)
@@ -94,6 +110,9 @@ def prepare(data_cfg: DataConfig, tok_cfg: TokenizerConfig) -> PreparedData:
     encoded["train"], dropped = filter_train(encoded["train"], data_cfg.max_len, data_cfg.max_ratio)
     stats = _stats(encoded, tokenizer, dropped)
     stats.tokenizer_reused, stats.encoding_reused = tok_reused, enc_reused
+    if batch_cfg is not None:
+        stats.padding_max_tokens = batch_cfg.max_tokens
+        stats.train_padding_percent = 100.0 * train_padding(encoded["train"], batch_cfg)
     stats.seconds = time.perf_counter() - t0
     fp = hashlib.sha256("".join(encoded[s]._fingerprint for s in SPLITS).encode()).hexdigest()[:16]
     return PreparedData(encoded, tokenizer, stats, fp)
@@ -110,8 +129,13 @@ def _encode_all(corpus: datasets.DatasetDict, tok: Tokenizer, cache: Path, num_p
         path = cache / "encoded" / f"{split}-{fp}.arrow"
         reused &= path.exists()
         out[split] = ds.map(
-            encoder, batched=True, batch_size=2000, num_proc=num_proc if num_proc > 1 else None,
-            cache_file_name=str(path), new_fingerprint=fp, desc=f"encode {split}",
+            encoder,
+            batched=True,
+            batch_size=2000,
+            num_proc=num_proc if num_proc > 1 else None,
+            cache_file_name=str(path),
+            new_fingerprint=fp,
+            desc=f"encode {split}",
         )
     return datasets.DatasetDict(out), reused
 
@@ -134,6 +158,13 @@ def filter_train(ds: datasets.Dataset, max_len: int, max_ratio: float) -> tuple[
     return ds.select(np.flatnonzero(keep)), dropped
 
 
+def train_padding(train: datasets.Dataset, batch_cfg: BatchConfig) -> float:
+    """Padded positions as a fraction of all positions in one epoch of bucketed train batches."""
+    src, tgt = np.asarray(train["src_len"]), np.asarray(train["tgt_len"])
+    sampler = BucketBatchSampler(src, tgt, batch_cfg.max_tokens, batch_cfg.max_sentences, seed=0)
+    return padding_fraction(sampler.batches(0), src, tgt)
+
+
 def _stats(encoded: datasets.DatasetDict, tok: Tokenizer, dropped: dict[str, int]) -> PrepareStats:
     stats = PrepareStats(dropped=dropped, vocab_size=len(tok.tgt) if tok.joint else len(tok.src) + len(tok.tgt))
     for split in SPLITS:
@@ -141,8 +172,12 @@ def _stats(encoded: datasets.DatasetDict, tok: Tokenizer, dropped: dict[str, int
         s = np.asarray(ds["src_len"])
         t = np.asarray(ds["tgt_len"])
         stats.pairs[split] = len(ds)
-        stats.tokens[split] = {"src_mean": float(s.mean()), "src_max": int(s.max()),
-                               "tgt_mean": float(t.mean()), "tgt_max": int(t.max())}
+        stats.tokens[split] = {
+            "src_mean": float(s.mean()),
+            "src_max": int(s.max()),
+            "tgt_mean": float(t.mean()),
+            "tgt_max": int(t.max()),
+        }
     stats.val_unk_percent = _unk_percent(encoded["val"]["src_ids"][:] + encoded["val"]["tgt_ids"][:])
     return stats
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from pipeline.batching import Batch
+from pipeline.batching import Batch, collate
 from pipeline.config import DecodeConfig, Strategy, to_object
 from pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -447,7 +447,37 @@ __all__ = [
     "Hypothesis",
     "beam_search",
     "decode",
+    "decode_sequences",
     "gnmt_length_penalty",
     "greedy_search",
     "max_output_lengths",
 ]
+
+
+def decode_sequences(
+    model: StepModel, src_seqs: list[list[int]], cfg: DecodeConfig, nbest: bool = False
+) -> list[Hypothesis] | list[list[Hypothesis]]:
+    """Decode piece-id sequences (without EOS) in input order, batching sentences of similar length.
+
+    Sorting by length before cutting batches of ``cfg.batch_size`` keeps padding, and so
+    wasted computation, small; results are put back in the caller's order.  With
+    ``nbest`` (beam only) each entry is the list of ``cfg.nbest`` hypotheses.
+    """
+    order = sorted(range(len(src_seqs)), key=lambda i: len(src_seqs[i]))
+    out: list[Any] = [None] * len(src_seqs)
+    chunk = max(int(cfg.batch_size), 1)
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        batch = collate([src_seqs[i] for i in idx], None, idx)
+        if Strategy(cfg.strategy) is Strategy.beam:
+            hyps = beam_search(
+                model, batch.src, batch.src_lens, cfg.beam_size, cfg.length_penalty, cfg.max_len, cfg.max_len_ratio,
+                nbest=cfg.nbest if nbest else 1,
+            )
+            results: list[Any] = hyps if nbest else [h[0] for h in hyps]
+        else:
+            greedy = greedy_search(model, batch.src, batch.src_lens, cfg.max_len, cfg.max_len_ratio)
+            results = [[h] for h in greedy] if nbest else greedy
+        for i, r in zip(idx, results):
+            out[i] = r
+    return out

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
+from pipeline.errors import UserError
 from pipeline.model.encoder import EncoderOutput
 from pipeline.tokenizer import PAD_ID
 
@@ -88,7 +89,7 @@ class Decoder(nn.Module):
         self.readout_mode = Readout(d.readout)
         self.readout_state = ReadoutState(d.readout_state)
         if d.tie_embeddings and rd != cfg.emb_dim:
-            raise ValueError(
+            raise UserError(
                 f"model.decoder.readout_dim={rd} must equal model.emb_dim={cfg.emb_dim} when "
                 "model.decoder.tie_embeddings is true (W_o shares the embedding matrix); "
                 "set model.decoder.readout_dim to model.emb_dim or model.decoder.tie_embeddings=false"

@@ -19,6 +19,7 @@ from pipeline.config import (
     ReadoutState,
     RnnType,
 )
+from pipeline.errors import UserError
 from pipeline.model import (
     BahdanauAttention,
     EncoderOutput,
@@ -266,7 +267,7 @@ def test_lstm_encoder_and_variants_run():
 
 
 def test_tie_embeddings_mismatch_raises():
-    with pytest.raises(ValueError, match="model.decoder.readout_dim"):
+    with pytest.raises(UserError, match="model.decoder.readout_dim"):
         make_model(tiny_cfg(readout_dim=12, tie_embeddings=True))
 
 

@@ -1,0 +1,486 @@
+"""Training loop: RNNsearch or the RNN encoder-decoder, with exact resume.
+
+``train(cfg)`` is what ``python -m pipeline.train`` runs (Hydra lives in ``cli.py`` only).
+It writes into ``cfg.run_dir``:
+
+    config.yaml        the resolved config
+    tokenizer/         the sentencepiece model(s)
+    checkpoints/       step-N.pt (last ``train.keep_last``), last.pt, best.pt (best validation BLEU)
+    tensorboard/       scalars, attention heatmaps, example translations
+    metrics.jsonl      one JSON object per logged step and per validation
+
+Exact resume: a checkpoint is taken at a step boundary and holds the model,
+optimizer, LR schedule, step, epoch, position in the epoch and the RNG states.  The
+batch order of an epoch is a pure function of (seed, epoch), so a resumed run
+continues with the very batch the interrupted one would have taken next, with the
+same dropout masks: its final parameters equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from pipeline.batching import BucketBatchSampler, collate
+from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
+from pipeline.config import Precision, TrainAppConfig, as_plain_dict
+from pipeline.errors import UserError
+from pipeline.model import build_model
+from pipeline.prepare import PreparedData, prepare
+from pipeline.runlog import RunLog
+from pipeline.schedule import PlateauWarmup
+from pipeline.tokenizer import PAD_ID
+from pipeline.validation import ValResult, autocast_for, heatmap_figure, validate
+
+# Config sections that must match between a checkpoint and the command resuming it.
+RESUME_MUST_MATCH = ("model", "tokenizer", "batch", "data.source", "data.src_lang", "data.tgt_lang", "train.seed")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0  # updates taken
+    epoch: int = 0  # current epoch (0-based)
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed
+    best_bleu: float = -1.0
+    best_step: int = 0
+    evals_without_improvement: int = 0
+    elapsed_s: float = 0.0  # training wall time over all sessions of this run
+    bad_steps_in_row: int = 0
+    skipped_steps: int = 0
+    last_eval_step: int = -1
+    finished: str = ""  # why training ended ("" while it can go on)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device={name} but CUDA is not available here; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    py = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]))
+
+
+def _lookup(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part, {}) if isinstance(cfg, dict) else {}
+    return cfg
+
+
+def check_resumable(saved: dict, current: dict, path: Path) -> None:
+    """A run can only resume with the model, data and tokenizer it was started with."""
+    for key in RESUME_MUST_MATCH:
+        if _lookup(saved, key) != _lookup(current, key):
+            raise UserError(
+                f"{path} was trained with a different {key} ({_lookup(saved, key)} vs {_lookup(current, key)} now); "
+                "resume with the original settings or choose a new run_dir"
+            )
+
+
+class _StopRequest:
+    """SIGTERM/SIGINT set a flag; the loop saves at the next step boundary and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+                pass
+        return self
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """One training run in ``cfg.run_dir``; :meth:`run` trains until a budget or early stopping ends it."""
+
+    def __init__(self, cfg: TrainAppConfig, data: PreparedData | None = None) -> None:
+        self.cfg = cfg
+        self.tcfg = cfg.train
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self._check_run_dir()
+        if self.tcfg.threads:
+            torch.set_num_threads(self.tcfg.threads)
+        self.device = resolve_device(self.tcfg.device)
+        self.bf16 = Precision(self.tcfg.precision) == Precision.bf16
+        self.config_dict = as_plain_dict(cfg)
+        seed_everything(self.tcfg.seed)
+        self.data = data or prepare(cfg.data, cfg.tokenizer, cfg.batch)
+        self.tokenizer = self.data.tokenizer
+        self.model = build_model(cfg.model, len(self.tokenizer.src), len(self.tokenizer.tgt)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr)
+        self.schedule = PlateauWarmup(
+            self.tcfg.lr, self.tcfg.warmup_steps, self.tcfg.plateau_factor, self.tcfg.plateau_patience, self.tcfg.min_lr
+        )
+        train = self.data.splits["train"]
+        self.train_ds = train
+        self.sampler = BucketBatchSampler(
+            np.asarray(train["src_len"]),
+            np.asarray(train["tgt_len"]),
+            cfg.batch.max_tokens,
+            cfg.batch.max_sentences,
+            seed=self.tcfg.seed,
+        )
+        self.progress = Progress()
+        resumed = self._resume()
+        self._write_run_files()
+        self.log = RunLog(self.run_dir, self.progress.step if resumed else None)
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_run_dir(self) -> None:
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write_test"
+            probe.write_bytes(b"x" * 4096)
+            probe.unlink()
+        except OSError as err:
+            raise UserError(
+                f"run_dir {self.run_dir} is not writable ({err.strerror}); choose another run_dir"
+            ) from None
+
+    def _write_run_files(self) -> None:
+        self.tokenizer.save(self.run_dir / "tokenizer")
+        tmp = self.run_dir / ".config.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(self.config_dict, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        tmp.replace(self.run_dir / "config.yaml")
+
+    def _resume(self) -> bool:
+        found = newest_intact(self.ckpt_dir)
+        if found is None:
+            return False
+        path, ckpt = found
+        check_resumable(ckpt["config"], self.config_dict, path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.progress = Progress(**ckpt["progress"])
+        set_rng_state(ckpt["rng"])
+        if self.progress.finished and not self.progress.finished.startswith("early") and self._budget_left():
+            self.progress.finished = ""  # a larger budget was given: go on
+        print(
+            f"resuming from {path} at step {self.progress.step} (epoch {self.progress.epoch + 1}, "
+            f"batch {self.progress.batch_in_epoch})",
+            flush=True,
+        )
+        return True
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self) -> Path:
+        """Checkpoint at the current step boundary; last.pt then points to it."""
+        p = self.progress
+        payload = {
+            "model": state_dict_of(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "progress": asdict(p),
+            "rng": rng_state(),
+            "config": self.config_dict,
+            "tokenizer": self.tokenizer.state(),
+            "step": p.step,
+            "params": self.model.num_parameters(),
+        }
+        path = step_path(self.ckpt_dir, p.step)
+        save_atomic(payload, path)
+        point_to(path, self.ckpt_dir / "last.pt")
+        if p.best_step == p.step and p.best_bleu >= 0:
+            point_to(path, self.ckpt_dir / "best.pt")
+        prune_steps(self.ckpt_dir, self.tcfg.keep_last)
+        return path
+
+    # ------------------------------------------------------------------ budgets
+
+    def _budget_left(self) -> bool:
+        t, p = self.tcfg, self.progress
+        if t.max_steps is not None and p.step >= t.max_steps:
+            return False
+        if t.max_epochs is not None and p.epoch >= t.max_epochs:
+            return False
+        return not (t.max_minutes is not None and p.elapsed_s >= 60.0 * t.max_minutes)
+
+    def _budget_reason(self) -> str:
+        t, p = self.tcfg, self.progress
+        if t.max_steps is not None and p.step >= t.max_steps:
+            return f"max_steps={t.max_steps} reached"
+        if t.max_epochs is not None and p.epoch >= t.max_epochs:
+            return f"max_epochs={t.max_epochs} reached"
+        return f"max_minutes={t.max_minutes} reached"
+
+    # ------------------------------------------------------------------ one update
+
+    def _loss(self, batch) -> tuple[torch.Tensor, int]:
+        with autocast_for(self.device, self.bf16):
+            logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in)
+        n_tok = int((batch.tgt_out != PAD_ID).sum())
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            batch.tgt_out.flatten(),
+            ignore_index=PAD_ID,
+            label_smoothing=self.tcfg.label_smoothing,
+            reduction="sum",
+        )
+        return loss / max(n_tok, 1), n_tok
+
+    def _update(self, batches: list) -> tuple[float, float, int]:
+        """One optimizer update over ``train.accum_steps`` batches: (loss, grad norm, target tokens)."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total, n_tok = 0.0, 0
+        for batch in batches:
+            loss, n = self._loss(batch)
+            (loss / len(batches)).backward()
+            total += float(loss.detach()) / len(batches)
+            n_tok += n
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm))
+        lr = self.schedule.lr(self.progress.step + 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if math.isfinite(total) and math.isfinite(grad_norm):
+            self.optimizer.step()
+            self.progress.bad_steps_in_row = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.progress.bad_steps_in_row += 1
+            self.progress.skipped_steps += 1
+            if self.progress.bad_steps_in_row >= self.tcfg.max_bad_steps:
+                raise UserError(
+                    f"{self.progress.bad_steps_in_row} non-finite losses/gradients in a row at step "
+                    f"{self.progress.step + 1}; lower train.lr or train.clip_norm, or try train.precision=fp32 "
+                    f"(limit: train.max_bad_steps={self.tcfg.max_bad_steps})"
+                )
+        return total, grad_norm, n_tok
+
+    def _batch(self, idx: np.ndarray):
+        ex = self.train_ds[idx.tolist()]
+        return collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()).to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self, scheduled: bool) -> ValResult:
+        p = self.progress
+        res = validate(
+            self.model,
+            self.data.splits["val"],
+            self.tokenizer,
+            self.cfg.decode,
+            self.cfg.batch.max_tokens,
+            self.tcfg.eval_max_sentences,
+            self.tcfg.examples_logged,
+            self.device,
+            self.bf16,
+        )
+        p.last_eval_step = p.step
+        improved = res.bleu > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.evals_without_improvement = res.bleu, p.step, 0
+        elif scheduled:
+            p.evals_without_improvement += 1
+        if scheduled and self.schedule.observe(res.bleu):
+            tqdm.write(
+                f"step {p.step}: no BLEU gain for {self.tcfg.plateau_patience} validations; "
+                f"lr -> {self.schedule.peak:.2e}"
+            )
+        self._report_validation(res)
+        return res
+
+    def _report_validation(self, res: ValResult) -> None:
+        p = self.progress
+        values = {
+            **res.scalars(),
+            "best_bleu": p.best_bleu,
+            "best_step": p.best_step,
+            "epoch": p.epoch + 1,
+            "elapsed_min": p.elapsed_s / 60.0,
+        }
+        if p.last_eval_step >= 0 and not getattr(self, "_signatures_logged", False):
+            values["signatures"] = res.signatures
+            self.log.tb.add_text("val/signatures", "  \n".join(f"{k}: {v}" for k, v in res.signatures.items()), 0)
+            self._signatures_logged = True
+        values["examples"] = res.examples
+        self.log.record("val", p.step, values, tb_prefix="val")
+        self.log.tb.add_text(
+            "val/examples",
+            "  \n".join(f"SRC: {e['src']}  \nREF: {e['ref']}  \nHYP: {e['hyp']}  \n" for e in res.examples),
+            p.step,
+        )
+        if res.heatmap is not None:
+            src, hyp, w = res.heatmap
+            fig = heatmap_figure(src, hyp, w, f"val sentence 0, step {p.step}")
+            self.log.tb.add_figure("val/attention", fig, p.step)
+        attn = (
+            "" if res.attn_entropy is None else f" attn-entropy {res.attn_entropy:.2f} eos-mass {res.attn_eos_mass:.2f}"
+        )
+        tqdm.write(
+            f"step {p.step} epoch {p.epoch + 1}: val loss {res.loss:.3f} ppl {res.ppl:.1f} "
+            f"BLEU {res.bleu:.2f} chrF {res.chrf:.1f} (best {p.best_bleu:.2f} @ {p.best_step}){attn}"
+        )
+        for e in res.examples[:1]:
+            tqdm.write(f"  SRC {e['src']}\n  REF {e['ref']}\n  HYP {e['hyp']}")
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict:
+        """Train until a budget, early stopping or a stop signal; returns a summary dict."""
+        p, t = self.progress, self.tcfg
+        if p.finished:
+            print(f"run in {self.run_dir} already finished ({p.finished}); nothing to do", flush=True)
+            return self.summary()
+        print(
+            f"training {self.cfg.model.name} ({self.model.num_parameters():,} parameters) on {self.device}, "
+            f"{len(self.train_ds):,} pairs, {len(self.sampler.batches(p.epoch))} batches/epoch",
+            flush=True,
+        )
+        bar = tqdm(total=t.max_steps, initial=p.step, disable=not t.progress, unit="step", dynamic_ncols=True)
+        window_tok, window_t0 = 0, time.perf_counter()
+        with _StopRequest() as stop:
+            while self._budget_left() and not p.finished:
+                batches = self.sampler.batches(p.epoch)
+                while p.batch_in_epoch < len(batches) and self._budget_left():
+                    t0 = time.perf_counter()
+                    group = batches[p.batch_in_epoch : p.batch_in_epoch + t.accum_steps]
+                    loss, gnorm, n_tok = self._update([self._batch(i) for i in group])
+                    p.batch_in_epoch += len(group)
+                    p.step += 1
+                    window_tok += n_tok
+                    bar.update(1)
+                    if p.step % t.log_every == 0:
+                        tok_s = window_tok / max(time.perf_counter() - window_t0, 1e-9)
+                        self.log.record(
+                            "train",
+                            p.step,
+                            {
+                                "loss": loss,
+                                "ppl": math.exp(min(loss, 50.0)),
+                                "lr": self.schedule.lr(p.step),
+                                "grad_norm": gnorm,
+                                "tokens_per_s": tok_s,
+                                "epoch": p.epoch + 1,
+                                "skipped_steps": p.skipped_steps,
+                            },
+                            tb_prefix="train",
+                        )
+                        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
+                        window_tok, window_t0 = 0, time.perf_counter()
+                    p.elapsed_s += time.perf_counter() - t0
+                    if self._after_step(stop):
+                        bar.close()
+                        return self.summary()
+                if p.batch_in_epoch >= len(batches):
+                    p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+        bar.close()
+        if not p.finished:
+            p.finished = self._budget_reason()
+        if p.last_eval_step != p.step:
+            self._timed(lambda: self._validate(scheduled=False))
+        self.save()
+        print(
+            f"finished: {p.finished}; best val BLEU {p.best_bleu:.2f} at step {p.best_step}; "
+            f"checkpoints in {self.ckpt_dir}",
+            flush=True,
+        )
+        self.log.close()
+        return self.summary()
+
+    def _timed(self, fn) -> None:
+        t0 = time.perf_counter()
+        fn()
+        self.progress.elapsed_s += time.perf_counter() - t0
+
+    def _after_step(self, stop: _StopRequest) -> bool:
+        """Validation, early stopping, periodic checkpoints and stop signals; True to return now."""
+        p, t = self.progress, self.tcfg
+        saved = False
+        if p.step % t.eval_every == 0:
+            self._timed(lambda: self._validate(scheduled=True))
+            if t.early_stop_patience and p.evals_without_improvement >= t.early_stop_patience:
+                p.finished = f"early stopping: no BLEU gain in {p.evals_without_improvement} validations"
+            self.save()
+            saved = True
+        elif t.checkpoint_every and p.step % t.checkpoint_every == 0:
+            self.save()
+            saved = True
+        if stop.signal is not None:
+            if not saved:
+                self.save()
+            name = signal.Signals(stop.signal).name
+            print(
+                f"\n{name} received: checkpoint saved at step {p.step}; run the same command again to resume",
+                flush=True,
+            )
+            self.log.close()
+            return True
+        return False
+
+    def summary(self) -> dict:
+        p = self.progress
+        return {
+            "run_dir": str(self.run_dir),
+            "model": self.cfg.model.name,
+            "params": self.model.num_parameters(),
+            "step": p.step,
+            "best_bleu": p.best_bleu,
+            "best_step": p.best_step,
+            "train_minutes": p.elapsed_s / 60.0,
+            "finished": p.finished,
+        }
+
+
+def train(cfg: TrainAppConfig, data: PreparedData | None = None) -> dict:
+    """Train (or resume) the run described by ``cfg``; returns a summary."""
+    return Trainer(cfg, data).run()
+
+
+if __name__ == "__main__":
+    from pipeline.cli import train_main
+
+    train_main()

@@ -1,0 +1,67 @@
+"""`python -m pipeline.train` end to end, as a user runs it, on a 300-pair slice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tinydata import REPO, write_slice
+
+TINY = [
+    "tokenizer.vocab_size=300",
+    "batch.max_tokens=400",
+    "model.emb_dim=16",
+    "model.encoder.hidden_dim=16",
+    "model.encoder.layers=1",
+    "model.decoder.hidden_dim=32",
+    "model.decoder.readout_dim=16",
+    "model.attention.dim=24",
+    "train.max_steps=6",
+    "train.eval_every=3",
+    "train.log_every=2",
+    "train.eval_max_sentences=10",
+    "train.progress=false",
+    "train.threads=1",
+]
+
+
+def run_train(tmp_path, *overrides):
+    data = write_slice(tmp_path / "m30k")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.train",
+        f"data.local_dir={data}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        *TINY,
+        *overrides,
+    ]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["bahdanau", "baseline"])
+def test_train_cli_writes_every_output(tmp_path, model):
+    run_dir = tmp_path / "run"
+    proc = run_train(tmp_path, f"model={model}", f"run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("config.yaml", "tokenizer/joint.model", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [3, 6]
+    val = [r for r in records if r["kind"] == "val"]
+    assert {"loss", "ppl", "bleu", "chrf"} <= val[0].keys() and "tok:13a" in val[0]["signatures"]["bleu"]
+    assert ("attn_entropy" in val[0]) == (model == "bahdanau")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["step"] == 6 and summary["model"] == model
+
+
+@pytest.mark.slow
+def test_train_cli_bad_key_and_bad_value(tmp_path):
+    proc = run_train(tmp_path, f"run_dir={tmp_path / 'run'}", "train.no_such_knob=1")
+    assert proc.returncode != 0 and "no_such_knob" in proc.stderr
+    proc = run_train(tmp_path, f"run_dir={tmp_path / 'run'}", "train.max_steps=lots")
+    assert proc.returncode != 0 and "max_steps" in proc.stderr
