@@ -25,12 +25,20 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()
 
 
+def datasets_progress_off() -> None:
+    """datasets' per-split progress bars would bury the pipeline's own output and errors."""
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
 def user_errors(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """Print a UserError as ``error: ...`` and exit 2, without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> object:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+        datasets_progress_off()
         for noisy in ("datasets", "fsspec", "filelock", "urllib3", "matplotlib", "PIL"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         try:

@@ -70,10 +70,12 @@ class DataConfig:
     src_lang: str = "de"
     tgt_lang: str = "en"
     local_dir: Optional[str] = None
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Optional[str]] = field(default_factory=lambda: {"train": None, "val": None, "test": None})
     hub_id: Optional[str] = None
     hub_config: Optional[str] = None
-    hub_splits: dict[str, str] = field(default_factory=dict)
+    hub_splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "val": "validation", "test": "test"}
+    )
     hub_src_column: Optional[str] = None
     hub_tgt_column: Optional[str] = None
     max_len: int = 100

@@ -20,7 +20,9 @@ reused by fingerprint on the next run.
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
@@ -58,7 +60,16 @@ def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
 
 
 def find_multi30k_dir(cfg: DataConfig) -> Optional[Path]:
-    """The first candidate directory holding the Multi30k raw files, or None."""
+    """The first candidate directory holding the Multi30k raw files, or None.
+
+    A ``data.local_dir`` given explicitly must hold them: silently falling back to
+    another copy would hide a typo in the path.
+    """
+    if cfg.local_dir and not (Path(cfg.local_dir).is_dir() and any(Path(cfg.local_dir).glob("train.*"))):
+        raise UserError(
+            f"data.local_dir={cfg.local_dir} holds no Multi30k files (train.<lang>.gz, val.<lang>.gz, "
+            "test_2016_flickr.<lang>.gz); fix the path or leave data.local_dir unset to search the default places"
+        )
     for cand in multi30k_candidates(cfg):
         if cand.is_dir() and any(cand.glob("train.*")):
             return cand
@@ -102,7 +113,7 @@ def _load_multi30k(cfg: DataConfig) -> datasets.DatasetDict:
 
 
 def _files_layout(cfg: DataConfig) -> dict[str, Path]:
-    missing = [s for s in SPLITS if s not in cfg.files]
+    missing = [s for s in SPLITS if not cfg.files.get(s)]
     if missing:
         raise UserError(
             f"data.files has no prefix for split(s) {', '.join(missing)}; set data.files.<split>=PATH_PREFIX "
@@ -160,15 +171,21 @@ def _dataset_from_files(src: Path, tgt: Path, cfg: DataConfig) -> datasets.Datas
 
 def read_parallel(src_path: str, tgt_path: str, max_line_bytes: int, identity: str = "") -> Iterator[dict]:
     """Yield ``{"src", "tgt"}`` pairs, validating both files line by line."""
-    with _open(src_path) as fs, _open(tgt_path) as ft:
-        n = 0
-        for n, (a, b) in enumerate(zip(fs, ft), start=1):
+    with _open(src_path) as f_src, _open(tgt_path) as f_tgt:
+        fs, ft = _lines(f_src, src_path), _lines(f_tgt, tgt_path)
+        n = rest_s = rest_t = 0
+        # zip_longest, not zip: zip() silently drops the extra line it has already read
+        # from the source file when the target file ends first.
+        for a, b in itertools.zip_longest(fs, ft):
+            if a is None or b is None:
+                rest_s = (a is not None) + sum(1 for _ in fs)
+                rest_t = (b is not None) + sum(1 for _ in ft)
+                break
+            n += 1
             yield {
                 "src": _check_line(a, src_path, n, max_line_bytes),
                 "tgt": _check_line(b, tgt_path, n, max_line_bytes),
             }
-        rest_s = sum(1 for _ in fs)
-        rest_t = sum(1 for _ in ft)
     if rest_s or rest_t:
         raise UserError(
             f"line counts differ: {src_path} has {n + rest_s} lines, {tgt_path} has {n + rest_t}; "
@@ -184,6 +201,17 @@ def _open(path: str):
         raise UserError(f"missing file {path}")
     raw = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
     return raw
+
+
+def _lines(f, path: str) -> Iterator[bytes]:
+    """The raw lines of ``f``; a truncated or corrupt (gzip) file is a UserError naming it."""
+    n = 0
+    try:
+        for raw in f:
+            n += 1
+            yield raw
+    except (OSError, EOFError, zlib.error) as err:
+        raise UserError(f"{path}:{n + 1}: cannot read the file ({err}); it is truncated or corrupt") from None
 
 
 def _check_line(raw: bytes, path: str, lineno: int, max_line_bytes: int) -> str:
@@ -204,7 +232,7 @@ def _check_line(raw: bytes, path: str, lineno: int, max_line_bytes: int) -> str:
 def read_lines(path: str | Path, max_line_bytes: int = 100_000) -> list[str]:
     """A validated list of lines of one plain or gzipped text file (for evaluate/translate)."""
     with _open(str(path)) as f:
-        return [_check_line(raw, str(path), i, max_line_bytes) for i, raw in enumerate(f, start=1)]
+        return [_check_line(raw, str(path), i, max_line_bytes) for i, raw in enumerate(_lines(f, str(path)), start=1)]
 
 
 # ---------------------------------------------------------------- Hugging Face Hub

@@ -66,10 +66,13 @@ def train_model(sentences: Sequence[str], cfg: TokenizerConfig) -> bytes:
 
 
 def text_hash(parts: Iterable[str], cfg: TokenizerConfig, tag: str) -> str:
-    """Cache key: the training text and every option that changes the model."""
+    """Cache key: the training text and every option that changes the model.
+
+    ``num_threads`` is part of it: sentencepiece's unigram trainer gives (slightly)
+    different models for different thread counts, each one deterministic.
+    """
     h = hashlib.sha256()
     opts = as_plain_dict(cfg)
-    opts.pop("num_threads", None)
     h.update(json.dumps({"opts": opts, "tag": tag, "ids": [PAD_ID, UNK_ID, BOS_ID, EOS_ID]}, sort_keys=True).encode())
     for line in parts:
         h.update(line.encode("utf-8"))

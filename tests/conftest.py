@@ -1,0 +1,43 @@
+"""Shared fixtures: small parallel corpora written into tmp_path, and slices of the shared Multi30k."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MULTI30K_RAW = REPO_ROOT.parent / "shared" / "data" / "multi30k" / "raw"
+MULTI30K_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+
+
+def _write(path: Path, lines: Sequence[str]) -> Path:
+    data = "".join(f"{line}\n" for line in lines).encode("utf-8")
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+@pytest.fixture
+def write_lines() -> Callable[[Path, Sequence[str]], Path]:
+    """``write_lines(path, lines)``: one line each, UTF-8, gzipped when the name ends in .gz."""
+    return _write
+
+
+@pytest.fixture(scope="session")
+def multi30k() -> Callable[[str, str, int], list[str]]:
+    """``multi30k(split, lang, n)``: the first n lines of a shared Multi30k file (skips if absent)."""
+    if not (MULTI30K_RAW / "train.de.gz").is_file():
+        pytest.skip(f"shared Multi30k not found at {MULTI30K_RAW}")
+    cache: dict[tuple[str, str, int], list[str]] = {}
+
+    def lines(split: str, lang: str, n: int) -> list[str]:
+        key = (split, lang, n)
+        if key not in cache:
+            with gzip.open(MULTI30K_RAW / f"{MULTI30K_FILES[split]}.{lang}.gz", "rt", encoding="utf-8") as f:
+                cache[key] = [line.rstrip("\n") for line in itertools.islice(f, n)]
+        return cache[key]
+
+    return lines
