@@ -70,3 +70,23 @@ def train_main(cfg: DictConfig) -> None:
 
     summary = train(to_object(cfg, TrainAppConfig))
     print(json.dumps(summary))
+
+
+@hydra.main(config_path=CONF_DIR, config_name="evaluate", version_base="1.3")
+@user_errors
+def evaluate_main(cfg: DictConfig) -> None:
+    from pipeline.config import EvaluateAppConfig, to_object
+    from pipeline.evaluate import evaluate, summary_table
+
+    report = evaluate(to_object(cfg, EvaluateAppConfig))
+    print(summary_table(report))
+    print("wrote " + " and ".join(report["files"]))
+
+
+@hydra.main(config_path=CONF_DIR, config_name="translate", version_base="1.3")
+@user_errors
+def translate_main(cfg: DictConfig) -> None:
+    from pipeline.config import TranslateAppConfig, to_object
+    from pipeline.translate import translate
+
+    translate(to_object(cfg, TranslateAppConfig))

@@ -185,10 +185,43 @@ class TrainAppConfig:
     experiment: Optional[str] = None
 
 
+class Split(str, Enum):
+    val = "val"
+    test = "test"
+
+
+@dataclass
+class EvaluateAppConfig:
+    checkpoint: str = MISSING
+    split: Split = Split.test
+    src_file: Optional[str] = None
+    ref_file: Optional[str] = None
+    decode: DecodeConfig = MISSING
+    out: Optional[str] = None
+    device: str = "auto"
+    threads: Optional[int] = None
+    precision: Precision = Precision.fp32
+    length_edges: list[int] = field(default_factory=lambda: [8, 10, 12, 14, 17])
+    min_bucket: int = 50
+    n_bootstrap: int = 1000
+
+
+@dataclass
+class TranslateAppConfig:
+    checkpoint: str = MISSING
+    input: Optional[str] = None
+    decode: DecodeConfig = MISSING
+    device: str = "auto"
+    threads: Optional[int] = None
+    precision: Precision = Precision.fp32
+
+
 def register_configs() -> None:
     """Register the primary schemas; conf/*.yaml list them first in `defaults`."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainAppConfig)
+    cs.store(name="evaluate_schema", node=EvaluateAppConfig)
+    cs.store(name="translate_schema", node=TranslateAppConfig)
     for group, node in [
         ("data", DataConfig),
         ("tokenizer", TokenizerConfig),
@@ -214,6 +247,9 @@ def as_plain_dict(obj: Any) -> dict[str, Any]:
 
 
 __all__: list[str] = [
+    "EvaluateAppConfig",
+    "Split",
+    "TranslateAppConfig",
     "AttentionConfig",
     "BatchConfig",
     "ContextType",

@@ -103,9 +103,9 @@ def validate(
     n = len(val) if max_sentences is None else min(max_sentences, len(val))
     subset = val.select(range(n))
     with autocast_for(device, bf16):
-        hyps: list[Hypothesis] = decode_sequences(model, subset["src_ids"], decode_cfg)  # type: ignore[assignment]
+        hyps: list[Hypothesis] = decode_sequences(model, list(subset["src_ids"]), decode_cfg)  # type: ignore[assignment]
     texts = tokenizer.tgt.decode([h.tokens for h in hyps])
-    refs = subset["tgt"]
+    refs = list(subset["tgt"])
     scores = score_corpus(texts, refs, names=("bleu", "chrf"))
     examples = [{"src": subset[i]["src"], "ref": refs[i], "hyp": texts[i]} for i in range(min(n_examples, n))]
     heatmap = None

@@ -1,0 +1,162 @@
+"""`python -m pipeline.evaluate` and `pipeline.translate` end to end on a tiny checkpoint."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+import sacrebleu
+import torch
+from tinydata import REPO, tiny_train_config, write_slice
+
+from pipeline.checkpoint import load_checkpoint
+from pipeline.train import train
+
+KEYS = {
+    "bleu",
+    "chrf",
+    "ter",
+    "signatures",
+    "n_sentences",
+    "decode",
+    "sentences_per_second",
+    "checkpoint",
+    "step",
+    "by_length",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    data = write_slice(tmp / "m30k")
+    cfg = tiny_train_config(tmp, data, max_steps=8, eval_every=4)
+    train(cfg)
+    src, ref = tmp / "src.de", tmp / "ref.en.gz"
+    with gzip.open(data / "test_2016_flickr.de.gz", "rt") as f:
+        src.write_text(f.read())
+    with gzip.open(data / "test_2016_flickr.en.gz", "rt") as f, gzip.open(ref, "wt") as g:
+        g.write(f.read())
+    return {"tmp": tmp, "ckpt": tmp / "run" / "checkpoints" / "last.pt", "src": src, "ref": ref}
+
+
+def run(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"pipeline.{module}", *args, "threads=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=300,
+    )
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+@pytest.mark.slow
+def test_evaluate_split_writes_json_and_hypotheses(trained):
+    out = trained["tmp"] / "out"
+    proc = run(
+        "evaluate", f"checkpoint={trained['ckpt']}", "split=test", f"out={out}", "n_bootstrap=50", "min_bucket=10"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "test.greedy.json").read_text())
+    assert KEYS <= report.keys()
+    hyps = (out / "test.greedy.hyp.txt").read_text().splitlines()
+    assert len(hyps) == report["n_sentences"] == 40
+    refs = [line.rstrip("\n") for line in gzip.open(trained["tmp"] / "m30k" / "test_2016_flickr.en.gz", "rt")]
+    assert report["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-9)
+    assert report["step"] == 8 and report["signatures"]["bleu"].startswith("nrefs:1")
+    assert sum(b["n"] for b in report["by_length"]) == 40 and all(b["n"] >= 10 for b in report["by_length"])
+    assert "BLEU" in proc.stdout and "source words" in proc.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_files_with_beam_and_translate_agree(trained):
+    out = trained["tmp"] / "out2"
+    proc = run(
+        "evaluate",
+        f"checkpoint={trained['ckpt']}",
+        f"src_file={trained['src']}",
+        f"ref_file={trained['ref']}",
+        "decode=beam",
+        "decode.beam_size=3",
+        f"out={out}",
+        "n_bootstrap=1",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hyp_file = out / "src.de.beam3-lp0.6.hyp.txt"
+    hyps = hyp_file.read_text().splitlines()
+    assert len(hyps) == 40 and json.loads((out / "src.de.beam3-lp0.6.json").read_text())["decode"]["beam_size"] == 3
+    translated = run(
+        "translate",
+        f"checkpoint={trained['ckpt']}",
+        "decode=beam",
+        "decode.beam_size=3",
+        stdin=trained["src"].read_text(),
+    )
+    assert translated.returncode == 0, translated.stderr[-2000:]
+    assert translated.stdout.splitlines() == hyps
+
+
+@pytest.mark.slow
+def test_evaluate_bad_inputs_exit_2_and_leave_no_partial_files(trained, tmp_path):
+    ckpt = trained["ckpt"]
+    assert_user_error(run("evaluate", f"checkpoint={tmp_path / 'none.pt'}"), "does not exist")
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(ckpt.read_bytes()[:5000])
+    assert_user_error(run("evaluate", f"checkpoint={torn}"), str(torn), "corrupt")
+    short = tmp_path / "short.en"
+    short.write_text("one\ntwo\n")
+    out = tmp_path / "out"
+    assert_user_error(
+        run("evaluate", f"checkpoint={ckpt}", f"src_file={trained['src']}", f"ref_file={short}", f"out={out}"),
+        "40 lines",
+        "2",
+    )
+    empty = tmp_path / "empty.de"
+    empty.write_text("")
+    assert_user_error(
+        run("evaluate", f"checkpoint={ckpt}", f"src_file={empty}", f"ref_file={empty}", f"out={out}"), "empty"
+    )
+    future = tmp_path / "future.pt"
+    payload = load_checkpoint(ckpt)
+    payload["format_version"] = 99
+    torch.save(payload, future)
+    assert_user_error(run("evaluate", f"checkpoint={future}"), "format version 99")
+    assert not out.exists() or not any(out.iterdir())
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED_BY_CHECKPOINT",))
+
+
+@pytest.mark.slow
+def test_checkpoint_needing_pickled_code_is_refused_and_never_runs(tmp_path):
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"model": _Payload(), "format_version": 1}, f)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.evaluate", f"checkpoint={evil}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+    )
+    assert_user_error(proc, str(evil))
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
