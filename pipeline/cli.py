@@ -90,3 +90,24 @@ def translate_main(cfg: DictConfig) -> None:
     from pipeline.translate import translate
 
     translate(to_object(cfg, TranslateAppConfig))
+
+
+@hydra.main(config_path=CONF_DIR, config_name="align", version_base="1.3")
+@user_errors
+def align_main(cfg: DictConfig) -> None:
+    from pipeline.align import align
+    from pipeline.config import AlignAppConfig, to_object
+
+    summary = align(to_object(cfg, AlignAppConfig))
+    d = summary["diagnostics"]
+    print(
+        f"aligned {summary['aligned']} sentences, plotted {summary['plotted']}: mean entropy {d['mean_entropy']:.2f}, "
+        f"EOS mass {d['eos_mass']:.2f}, monotonicity {d['monotonicity']:.2f}, coverage {d['coverage']:.2f}"
+    )
+    if summary["aer"]:
+        m, diag = summary["aer"]["model"], summary["aer"]["diagonal_baseline"]
+        print(
+            f"AER {m['aer']:.3f} (precision {m['precision']:.3f}, recall {m['recall']:.3f}); "
+            f"diagonal baseline AER {diag['aer']:.3f}"
+        )
+    print(f"wrote {summary['out']}/ (index.html, alignments.txt, diagnostics.json, heatmaps)")

@@ -216,12 +216,50 @@ class TranslateAppConfig:
     precision: Precision = Precision.fp32
 
 
+class Level(str, Enum):
+    word = "word"
+    subword = "subword"
+
+
+class ImageFormat(str, Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+
+
+class AlignTarget(str, Enum):
+    auto = "auto"  # ref when gold is given, else hyp
+    hyp = "hyp"  # the model's own translation (decoded with `decode`)
+    ref = "ref"  # forced decoding of the reference (ref_file or the split's targets)
+
+
+@dataclass
+class AlignAppConfig:
+    checkpoint: str = MISSING
+    split: Split = Split.test
+    src_file: Optional[str] = None
+    ref_file: Optional[str] = None
+    num: int = 20
+    ids: Optional[list[int]] = None
+    decode: DecodeConfig = MISSING
+    target: AlignTarget = AlignTarget.auto
+    level: Level = Level.word
+    formats: list[ImageFormat] = field(default_factory=lambda: [ImageFormat.png])
+    out: Optional[str] = None
+    gold: Optional[str] = None
+    gold_source_first: bool = True
+    device: str = "auto"
+    threads: Optional[int] = None
+    precision: Precision = Precision.fp32
+
+
 def register_configs() -> None:
     """Register the primary schemas; conf/*.yaml list them first in `defaults`."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainAppConfig)
     cs.store(name="evaluate_schema", node=EvaluateAppConfig)
     cs.store(name="translate_schema", node=TranslateAppConfig)
+    cs.store(name="align_schema", node=AlignAppConfig)
     for group, node in [
         ("data", DataConfig),
         ("tokenizer", TokenizerConfig),
@@ -247,6 +285,10 @@ def as_plain_dict(obj: Any) -> dict[str, Any]:
 
 
 __all__: list[str] = [
+    "AlignAppConfig",
+    "AlignTarget",
+    "ImageFormat",
+    "Level",
     "EvaluateAppConfig",
     "Split",
     "TranslateAppConfig",

@@ -15,12 +15,12 @@ sacrebleu's bootstrap over that bucket's sentences.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Precision, Strategy, to_object
+from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Precision, Split, Strategy, to_object
 from pipeline.data import load_corpus, read_lines
 from pipeline.errors import UserError
+from pipeline.files import write_atomic
 from pipeline.metrics import score_corpus
 from pipeline.translate import load_model, translate_texts
 
@@ -82,40 +82,38 @@ def bleu_by_length(
     return out
 
 
-def _inputs(cfg: EvaluateAppConfig, run_config: dict) -> tuple[str, list[str], list[str]]:
-    """(name stem, sources, references) from the files or the checkpoint's own corpus."""
-    if cfg.src_file or cfg.ref_file:
-        if not (cfg.src_file and cfg.ref_file):
+def read_inputs(
+    split: Split, src_file: str | None, ref_file: str | None, run_config: dict, require_ref: bool = True
+) -> tuple[str, list[str], list[str] | None]:
+    """(name stem, sources, references) from the files, or from the checkpoint's own corpus split.
+
+    References are optional only where ``require_ref`` is false (alignment of a
+    model's own translations); when given they must be line-aligned with the sources.
+    """
+    if src_file or ref_file:
+        if not src_file or (require_ref and not ref_file):
             raise UserError("give both src_file and ref_file (or neither, to use split=val|test)")
-        srcs, refs = read_lines(cfg.src_file), read_lines(cfg.ref_file)
-        if len(srcs) != len(refs):
+        srcs = read_lines(src_file)
+        refs = read_lines(ref_file) if ref_file else None
+        if refs is not None and len(srcs) != len(refs):
             raise UserError(
-                f"line counts differ: src_file {cfg.src_file} has {len(srcs)} lines, ref_file "
-                f"{cfg.ref_file} has {len(refs)}; give line-aligned files"
+                f"line counts differ: src_file {src_file} has {len(srcs)} lines, ref_file "
+                f"{ref_file} has {len(refs)}; give line-aligned files"
             )
-        stem = Path(cfg.src_file).name.removesuffix(".gz")
+        stem = Path(src_file).name.removesuffix(".gz")
     else:
-        split = cfg.split.value
-        corpus = load_corpus(to_object(run_config["data"], DataConfig))[split]
-        srcs, refs, stem = list(corpus["src"]), list(corpus["tgt"]), split
+        corpus = load_corpus(to_object(run_config["data"], DataConfig))[split.value]
+        srcs, refs, stem = list(corpus["src"]), list(corpus["tgt"]), split.value
     if not srcs:
-        raise UserError(f"{cfg.src_file or cfg.split.value} is empty; nothing to evaluate")
+        raise UserError(f"{src_file or split.value} is empty; nothing to do")
     return stem, srcs, refs
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def evaluate(cfg: EvaluateAppConfig) -> dict:
     """Decode and score; returns the JSON written to ``out/NAME.json``."""
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads)
-    stem, srcs, refs = _inputs(cfg, restored.config)
+    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
+    assert refs is not None
     result = translate_texts(restored, srcs, cfg.decode, Precision(cfg.precision) == Precision.bf16)
     scores = score_corpus(result.texts, refs, n_bootstrap=cfg.n_bootstrap)
     report = {

@@ -116,6 +116,18 @@ class SentencePiece:
     def encode_pieces(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)
 
+    def encode_with_surfaces(self, texts: list[str]) -> list[tuple[list[int], list[str], list[str]]]:
+        """``(ids, pieces, surfaces)`` per text: the surfaces are the input characters each piece covers.
+
+        Plots label tokens with their surfaces, so that a character the vocabulary
+        lacks shows as itself rather than as ``<unk>``.
+        """
+        out = []
+        for proto in self.sp.encode(texts, return_type="proto"):
+            ids = [p.id for p in proto.pieces]
+            out.append((ids, self.id_to_piece(ids), [p.surface for p in proto.pieces]))
+        return out
+
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return self.sp.decode([[i for i in s if i > EOS_ID] for s in ids])
 

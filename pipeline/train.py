@@ -36,11 +36,12 @@ from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomi
 from pipeline.config import Precision, TrainAppConfig, as_plain_dict
 from pipeline.errors import UserError
 from pipeline.model import build_model
+from pipeline.plots import heatmap_figure
 from pipeline.prepare import PreparedData, prepare
 from pipeline.runlog import RunLog
 from pipeline.schedule import PlateauWarmup
 from pipeline.tokenizer import PAD_ID
-from pipeline.validation import ValResult, autocast_for, heatmap_figure, validate
+from pipeline.validation import ValResult, autocast_for, validate
 
 # Config sections that must match between a checkpoint and the command resuming it.
 RESUME_MUST_MATCH = ("model", "tokenizer", "batch", "data.source", "data.src_lang", "data.tgt_lang", "train.seed")

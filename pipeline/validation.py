@@ -125,20 +125,3 @@ def validate(
         examples=examples,
         heatmap=heatmap,
     )
-
-
-def heatmap_figure(src: list[str], tgt: list[str], weights: np.ndarray, title: str):
-    """A small matplotlib attention heatmap (source on x, target on y) for TensorBoard."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(src) + 2), max(3, 0.35 * len(tgt) + 1.5)))
-    im = ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(src)), src, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(tgt)), tgt, fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    return fig

@@ -11,10 +11,10 @@ import sys
 import pytest
 import sacrebleu
 import torch
-from tinydata import REPO, tiny_train_config, write_slice
+from clirun import assert_user_error, run
+from tinydata import REPO
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.train import train
 
 KEYS = {
     "bleu",
@@ -28,40 +28,6 @@ KEYS = {
     "step",
     "by_length",
 }
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("eval")
-    data = write_slice(tmp / "m30k")
-    cfg = tiny_train_config(tmp, data, max_steps=8, eval_every=4)
-    train(cfg)
-    src, ref = tmp / "src.de", tmp / "ref.en.gz"
-    with gzip.open(data / "test_2016_flickr.de.gz", "rt") as f:
-        src.write_text(f.read())
-    with gzip.open(data / "test_2016_flickr.en.gz", "rt") as f, gzip.open(ref, "wt") as g:
-        g.write(f.read())
-    return {"tmp": tmp, "ckpt": tmp / "run" / "checkpoints" / "last.pt", "src": src, "ref": ref}
-
-
-def run(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"pipeline.{module}", *args, "threads=1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=300,
-    )
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr[-1500:]
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
 
 
 @pytest.mark.slow

@@ -1,0 +1,137 @@
+"""`python -m pipeline.align` end to end: heatmaps, viewer, Pharaoh links, AER, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+from clirun import assert_user_error, run
+
+MALICIOUS = "<script>alert(1)</script> ein Hund & eine <b>Katze</b>"
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """Align 3 test sentences (one of them hostile markup) to SVG and PNG."""
+    tmp = tmp_path_factory.mktemp("align")
+    src = tmp / "src.de"
+    lines = trained["src"].read_text().splitlines()[:3]
+    src.write_text("\n".join([lines[0], MALICIOUS, lines[2]]) + "\n")
+    out = tmp / "out"
+    proc = run("align", f"checkpoint={trained['ckpt']}", f"src_file={src}", "formats=[png,svg]", f"out={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_heatmaps_are_valid_images_one_per_sentence_and_format(exported):
+    for i in range(3):
+        assert (exported / f"sent{i:04d}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        root = ET.parse(exported / f"sent{i:04d}.svg").getroot()
+        assert root.tag.endswith("svg")
+    assert len((exported / "alignments.txt").read_text().splitlines()) == 3
+    diag = json.loads((exported / "diagnostics.json").read_text())
+    assert diag["ids"] == [0, 1, 2] and diag["level"] == "word"
+    assert {"mean_entropy", "eos_mass", "monotonicity", "coverage"} <= diag["word_level"].keys()
+
+
+@pytest.mark.slow
+def test_viewer_escapes_untrusted_tokens(exported):
+    page = (exported / "index.html").read_text()
+    assert "<script>alert" not in page and "<b>Katze" not in page
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in page
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.slow
+def test_viewer_builds_the_gallery_in_a_real_browser(exported, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium); the viewer was not rendered")
+    proc = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            (exported / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    dom = proc.stdout
+    assert 'data-viewer="ready"' in dom, proc.stderr[-2000:]
+    assert 'data-sentences="3"' in dom and "data-viewer-error" not in dom
+    assert dom.count('class="card"') == 3
+    assert dom.count('class="cell"') > 3
+    assert "Uncaught" not in proc.stderr
+    # the hostile sentence is on the page as text, and created no element
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    assert "<b>" not in dom
+
+
+@pytest.mark.slow
+def test_gold_gives_aer_against_the_diagonal_baseline(trained, tmp_path):
+    src = tmp_path / "gold.de"
+    ref = tmp_path / "gold.en"
+    src.write_text("ein hund läuft .\nzwei kinder spielen im park .\n")
+    ref.write_text("a dog runs .\ntwo children play in the park .\n")
+    gold = tmp_path / "gold.talp"
+    gold.write_text("1-1 2-2 3-3 4-4\n1-1 2-2 3-3 4p4 4-5 5-6 6-7\n")
+    out = tmp_path / "out"
+    proc = run(
+        "align",
+        f"checkpoint={trained['ckpt']}",
+        f"src_file={src}",
+        f"ref_file={ref}",
+        f"gold={gold}",
+        "num=1",
+        f"out={out}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    aer = json.loads((out / "aer.json").read_text())
+    assert aer["sentences"] == 2 and aer["target"] == "ref"
+    assert aer["model"]["links"] == 4 + 7  # one link per reference word
+    assert 0.0 <= aer["model"]["aer"] <= 1.0
+    # the diagonal baseline hits every sure link of these monotone sentences but one
+    assert aer["diagonal_baseline"]["aer"] < 0.2
+    assert len((out / "alignments.txt").read_text().splitlines()) == 2  # every gold line
+    assert (out / "sent0000.png").exists() and not (out / "sent0001.png").exists()
+    assert "AER" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bad_inputs_exit_2_with_one_line(trained, trained_baseline, tmp_path):
+    assert_user_error(run("align", f"checkpoint={trained_baseline}"), "without attention", "nothing to plot")
+    short = tmp_path / "gold.talp"
+    short.write_text("1-1\n")
+    assert_user_error(
+        run("align", f"checkpoint={trained['ckpt']}", f"src_file={trained['src']}", f"gold={short}"), "ref_file"
+    )
+    assert_user_error(
+        run(
+            "align",
+            f"checkpoint={trained['ckpt']}",
+            f"src_file={trained['src']}",
+            f"ref_file={trained['ref']}",
+            f"gold={short}",
+        ),
+        "1 lines",
+        "40 sentences",
+    )
+    assert_user_error(run("align", f"checkpoint={trained['ckpt']}", "ids=[0,999]"), "999", "out of range")
