@@ -111,3 +111,16 @@ def align_main(cfg: DictConfig) -> None:
             f"diagonal baseline AER {diag['aer']:.3f}"
         )
     print(f"wrote {summary['out']}/ (index.html, alignments.txt, diagnostics.json, heatmaps)")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
+@user_errors
+def report_main(cfg: DictConfig) -> None:
+    from pipeline.config import ReportAppConfig, to_object
+    from pipeline.report import report
+    from pipeline.report_render import result_rows
+
+    comparison = report(to_object(cfg, ReportAppConfig))
+    for row in result_rows(comparison):
+        print("  ".join(f"{c:>18}" for c in row))
+    print(f"wrote {comparison['out']}/ (comparison.json, report.md, report.html, figures)")

@@ -253,6 +253,16 @@ class AlignAppConfig:
     precision: Precision = Precision.fp32
 
 
+@dataclass
+class ReportAppConfig:
+    runs: list[str] = MISSING
+    out: Optional[str] = None
+    split: Split = Split.test
+    decode: DecodeConfig = MISSING
+    n_bootstrap: int = 1000
+    examples: int = 5
+
+
 def register_configs() -> None:
     """Register the primary schemas; conf/*.yaml list them first in `defaults`."""
     cs = ConfigStore.instance()
@@ -260,6 +270,7 @@ def register_configs() -> None:
     cs.store(name="evaluate_schema", node=EvaluateAppConfig)
     cs.store(name="translate_schema", node=TranslateAppConfig)
     cs.store(name="align_schema", node=AlignAppConfig)
+    cs.store(name="report_schema", node=ReportAppConfig)
     for group, node in [
         ("data", DataConfig),
         ("tokenizer", TokenizerConfig),
@@ -289,6 +300,7 @@ __all__: list[str] = [
     "AlignTarget",
     "ImageFormat",
     "Level",
+    "ReportAppConfig",
     "EvaluateAppConfig",
     "Split",
     "TranslateAppConfig",

@@ -59,3 +59,47 @@ def save_heatmap(
     finally:
         plt.close(fig)
     return paths
+
+
+def bleu_by_length_figure(systems: dict[str, list[dict]]):
+    """BLEU per source-length bucket, one line per system with its 95% CI band (cf. Bahdanau et al. 2015, fig. 2)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, buckets in systems.items():
+        x = np.arange(len(buckets))
+        bleu = np.array([b["bleu"] for b in buckets])
+        ci = np.array([b.get("bleu_ci95") or 0.0 for b in buckets])
+        ax.plot(x, bleu, marker="o", label=name)
+        ax.fill_between(x, bleu - ci, bleu + ci, alpha=0.2)
+    first = next(iter(systems.values()), [])
+    ax.set_xticks(range(len(first)), [f"{b['min_len']}–{b['max_len']}\n(n={b['n']})" for b in first], fontsize=8)
+    ax.set_xlabel("source sentence length (words)")
+    ax.set_ylabel("BLEU")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def training_curves_figure(curves: dict[str, list[dict]]):
+    """Validation BLEU against steps and against wall-clock minutes, one line per system."""
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for name, points in curves.items():
+        by_step.plot([p["step"] for p in points], [p["bleu"] for p in points], marker=".", label=name)
+        by_time.plot([p["elapsed_min"] for p in points], [p["bleu"] for p in points], marker=".", label=name)
+    by_step.set_xlabel("training step")
+    by_time.set_xlabel("wall-clock training minutes")
+    by_step.set_ylabel("validation BLEU (greedy)")
+    for ax in (by_step, by_time):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> bytes:
+    """Save ``fig`` as PNG at ``path``, close it, and return the PNG bytes (for inlining)."""
+    try:
+        fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path.read_bytes()

@@ -18,9 +18,12 @@ same dropout masks: its final parameters equal an uninterrupted run's.
 
 from __future__ import annotations
 
+import json
 import math
+import platform
 import random
 import signal
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
 from pipeline.config import Precision, TrainAppConfig, as_plain_dict
 from pipeline.errors import UserError
+from pipeline.files import write_atomic
 from pipeline.model import build_model
 from pipeline.plots import heatmap_figure
 from pipeline.prepare import PreparedData, prepare
@@ -71,6 +75,40 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"train.device={name} but CUDA is not available here; use train.device=auto or cpu")
     return torch.device(name)
+
+
+def git_commit() -> str:
+    """The commit of the pipeline's checkout (with ``+dirty`` for local changes), or ``unknown``."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def run_manifest(device: torch.device, dataset_fingerprint: str, seed: int) -> dict:
+    """What a reader needs to reproduce or trust a run: code, data, seed, software, hardware."""
+    return {
+        "git_commit": git_commit(),
+        "dataset_fingerprint": dataset_fingerprint,
+        "seed": seed,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -191,9 +229,11 @@ class Trainer:
 
     def _write_run_files(self) -> None:
         self.tokenizer.save(self.run_dir / "tokenizer")
-        tmp = self.run_dir / ".config.yaml.tmp"
-        tmp.write_text(yaml.safe_dump(self.config_dict, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        tmp.replace(self.run_dir / "config.yaml")
+        write_atomic(
+            self.run_dir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False, allow_unicode=True)
+        )
+        manifest = run_manifest(self.device, self.data.fingerprint, self.tcfg.seed)
+        write_atomic(self.run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
     def _resume(self) -> bool:
         found = newest_intact(self.ckpt_dir)

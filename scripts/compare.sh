@@ -1,22 +1,75 @@
 #!/usr/bin/env bash
 # Attention vs no attention, end to end, on the default corpus (Multi30k de->en):
-#   scripts/compare.sh [quick|full] [extra Hydra overrides, e.g. data.src_lang=fr]
-# Everything goes under runs/<preset>/.  Running it again resumes unfinished training
-# and reuses finished runs.
+#
+#   scripts/compare.sh [quick|full] [--seeds 1,2,3] [--out DIR] [extra Hydra overrides, e.g. data.src_lang=fr]
+#
+# 1. prepares the data; 2. trains model=bahdanau and model=baseline with one Hydra multirun
+# sweep (same data, tokenizer, budget and seed; several seeds with --seeds); 3. evaluates the
+# best checkpoint of each on val and test, greedy and beam-5; 4. exports alignments of 20
+# test sentences; 5. writes the report (DIR/report/report.html).
+# Everything goes under DIR (default runs/<preset>/).  Running it again resumes unfinished
+# training and reuses finished runs, evaluations and exports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-preset=${1:-quick}
-case "$preset" in quick|full) shift || true ;; *) preset=quick ;; esac
+preset=quick
+case "${1:-}" in quick|full) preset=$1; shift ;; esac
 out="runs/$preset"
+seeds=""
+overrides=()
+decode_overrides=()  # decode.* settings (e.g. decode.max_len) also apply to evaluation and alignment
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
+    decode.*) overrides+=("$1"); decode_overrides+=("$1"); shift ;;
+    *) overrides+=("$1"); shift ;;
+  esac
+done
+if [ -n "$seeds" ]; then
+  sweep=("train.seed=$seeds" "run_dir=$out/\${model.name}-seed\${train.seed}")
+else
+  sweep=("run_dir=$out/\${model.name}")
+fi
 
-echo "== 1/2 prepare data (cached after the first run)"
-"$PY" -m pipeline.prepare "experiment=$preset" "$@"
+echo "== 1/5 prepare data (cached after the first run)"
+"$PY" -m pipeline.prepare "experiment=$preset" "${overrides[@]}"
 
-echo "== 2/2 train bahdanau and baseline under identical data, tokenizer, budget and seed"
-"$PY" -m pipeline.train -m "experiment=$preset" model=bahdanau,baseline "run_dir=$out/\${model.name}" "$@"
+echo "== 2/5 train bahdanau and baseline: identical data, tokenizer, budget and seed"
+"$PY" -m pipeline.train -m "experiment=$preset" model=bahdanau,baseline "${sweep[@]}" "${overrides[@]}"
 
-echo
-echo "Trained: $out/bahdanau and $out/baseline (checkpoints, metrics.jsonl, TensorBoard: tensorboard --logdir $out)."
-echo "Not built yet: evaluation on test (issue #4), alignment plots (#5) and the side-by-side report (#6);"
-echo "this script stops after training until they land."
+runs=()
+for dir in "$out"/*/; do
+  [ -f "$dir/checkpoints/best.pt" ] && runs+=("${dir%/}")
+done
+
+echo "== 3/5 evaluate ${runs[*]} on val and test, greedy and beam-5"
+for run in "${runs[@]}"; do
+  for split in val test; do
+    for decode in greedy beam; do
+      tag=greedy; [ "$decode" = beam ] && tag=beam5-lp0.6
+      result="$run/eval/$split.$tag.json"
+      if [ -f "$result" ] && [ "$result" -nt "$run/checkpoints/best.pt" ]; then
+        echo "   $result is up to date"
+        continue
+      fi
+      "$PY" -m pipeline.evaluate "checkpoint=$run/checkpoints/best.pt" "split=$split" "decode=$decode" "${decode_overrides[@]}"
+    done
+  done
+done
+
+echo "== 4/5 alignments of 20 test sentences (attention models)"
+for run in "${runs[@]}"; do
+  grep -q "^  context: attention" "$run/config.yaml" || continue
+  page="$run/align/test.greedy/index.html"
+  if [ -f "$page" ] && [ "$page" -nt "$run/checkpoints/best.pt" ]; then
+    echo "   $page is up to date"
+    continue
+  fi
+  "$PY" -m pipeline.align "checkpoint=$run/checkpoints/best.pt" split=test num=20 formats=[png,svg] "${decode_overrides[@]}"
+done
+
+echo "== 5/5 report"
+list=$(IFS=,; echo "${runs[*]}")
+"$PY" -m pipeline.report "runs=[$list]" "out=$out/report"
+echo "Open $out/report/report.html (TensorBoard: tensorboard --logdir $out)."

@@ -1,0 +1,209 @@
+"""Render a comparison as Markdown and as one self-contained HTML page.
+
+Every piece of text that came from data or files (sources, references,
+hypotheses, paths, config values) goes through :func:`html.escape` in the HTML;
+figures are inlined as base64 PNG so the page needs nothing beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+
+def _pm(value: float | None, ci: float | None, sd: float | None = None) -> str:
+    text = "–" if value is None else f"{value:.2f}"
+    if sd is not None:
+        text += f" (sd {sd:.2f})"
+    return text + (f" ± {ci:.2f}" if ci else "")
+
+
+def result_rows(comparison: dict) -> list[list[str]]:
+    """Header and one row per system: scores with 95% CIs, size, time, p-value vs the baseline."""
+    sig = comparison.get("significance") or {}
+    rows = [
+        ["system", "BLEU", "chrF", "TER", "params", "train min", "best step", "p (BLEU) vs " + sig.get("baseline", "–")]
+    ]
+    for name, s in comparison["systems"].items():
+        p = (sig.get("comparisons") or {}).get(name, {}).get("bleu_p_value")
+        rows.append(
+            [
+                name,
+                _pm(s["bleu"], s.get("bleu_ci95"), s.get("bleu_sd")),
+                _pm(s["chrf"], s.get("chrf_ci95"), s.get("chrf_sd")),
+                _pm(s["ter"], s.get("ter_ci95"), s.get("ter_sd")),
+                f"{s['params']:,}",
+                f"{s['train_minutes']:.1f}",
+                str(s["best_step"]),
+                "baseline" if name == sig.get("baseline") else ("–" if p is None else f"{p:.4f}"),
+            ]
+        )
+    return rows
+
+
+def length_rows(comparison: dict) -> list[list[str]]:
+    names = list(comparison["by_length"])
+    first = comparison["by_length"][names[0]]
+    rows = [["source words", "n"] + names]
+    for k, b in enumerate(first):
+        rows.append(
+            [f"{b['min_len']}–{b['max_len']}", str(b["n"])]
+            + [
+                _pm(comparison["by_length"][n][k]["bleu"], comparison["by_length"][n][k].get("bleu_ci95"))
+                for n in names
+            ]
+        )
+    return rows
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc[1:]])
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _heading(comparison: dict) -> str:
+    return f"Attention vs no attention: {comparison['split']} set, {comparison['decode']} decoding"
+
+
+def _significance_text(comparison: dict) -> str:
+    sig = comparison.get("significance")
+    if not sig:
+        return "Only one system: no significance test."
+    parts = [
+        f"{k}: p = {v['bleu_p_value']:.4f} (BLEU), {v['chrf_p_value']:.4f} (chrF)"
+        for k, v in sig["comparisons"].items()
+    ]
+    return f"{sig['method']}. " + "; ".join(parts) + "."
+
+
+def _rel(target: Path, out: Path) -> str:
+    return Path(os.path.relpath(target.resolve(), out.resolve())).as_posix()
+
+
+def render_markdown(comparison: dict, examples: list[dict], gallery: dict | None, out: Path) -> str:
+    parts = [
+        f"# {_heading(comparison)}",
+        "",
+        _md_table(result_rows(comparison)),
+        "",
+        _significance_text(comparison) + " Scores ± are 95% bootstrap confidence intervals.",
+        "",
+        "## BLEU by source length",
+        "",
+        "![BLEU by source length](bleu_by_length.png)",
+        "",
+        _md_table(length_rows(comparison)),
+        "",
+        "## Training curves",
+        "",
+        "![validation BLEU against steps and minutes](training_curves.png)",
+        "",
+        "## Examples",
+        "",
+    ]
+    for ex in examples:
+        parts += [
+            f"**sentence {ex['id']}** ({len(ex['src'].split())} words)",
+            "",
+            f"- source: {ex['src']}",
+            f"- reference: {ex['ref']}",
+        ]
+        parts += [f"- {name}: {hyp}" for name, hyp in ex["hyps"].items()] + [""]
+    if gallery:
+        parts += [
+            "## Alignments",
+            "",
+            f"Interactive viewer ({gallery['system']}): [{_rel(gallery['index'], out)}]({_rel(gallery['index'], out)})",
+            "",
+        ]
+        if gallery["image"]:
+            parts += [f"![attention heatmap]({_rel(gallery['image'], out)})", ""]
+    parts += [
+        "## Manifest",
+        "",
+        "```json",
+        json.dumps(_manifest_summary(comparison), indent=2, ensure_ascii=False),
+        "```",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _manifest_summary(comparison: dict) -> dict:
+    """Per run: commit, data fingerprint, seed, software, device, sacrebleu signatures (configs in comparison.json)."""
+    summary = {run: {k: v for k, v in m.items() if k != "config"} for run, m in comparison["manifest"].items()}
+    return {"runs": summary, "signatures": comparison["signatures"]}
+
+
+_CSS = """
+body { font: 15px/1.5 system-ui, "DejaVu Sans", sans-serif; max-width: 1100px; margin: 2em auto;
+       color: #222; padding: 0 1em; }
+table { border-collapse: collapse; margin: .8em 0; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.example { border-left: 3px solid #ccc; padding-left: .8em; margin: 1em 0; }
+.example dt { font-weight: bold; }
+img { max-width: 100%; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 12px; }
+"""
+
+
+def render_html(
+    comparison: dict, examples: list[dict], gallery: dict | None, out: Path, figures: dict[str, bytes]
+) -> str:
+    def img(name: str, alt: str) -> str:
+        data = base64.b64encode(figures[name]).decode("ascii")
+        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+    ex_html = []
+    for ex in examples:
+        rows = [("source", ex["src"]), ("reference", ex["ref"])] + list(ex["hyps"].items())
+        items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
+        ex_html.append(
+            f'<div class="example"><h3>sentence {ex["id"]} ({len(ex["src"].split())} words)</h3><dl>{items}</dl></div>'
+        )
+    gallery_html = ""
+    if gallery:
+        link = html.escape(_rel(gallery["index"], out))
+        system = html.escape(gallery["system"])
+        gallery_html = f'<h2>Alignments</h2><p>Interactive viewer ({system}): <a href="{link}">{link}</a></p>'
+        if gallery["image"]:
+            data = base64.b64encode(Path(gallery["image"]).read_bytes()).decode("ascii")
+            gallery_html += f'<img alt="attention heatmap" src="data:image/png;base64,{data}">'
+    manifest = html.escape(json.dumps(_manifest_summary(comparison), indent=2, ensure_ascii=False))
+    configs = html.escape(
+        json.dumps({k: v["config"] for k, v in comparison["manifest"].items()}, indent=2, ensure_ascii=False)
+    )
+    systems = " ".join(f'<span class="system">{html.escape(k)}</span>' for k in comparison["systems"])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(_heading(comparison))}</title><style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(_heading(comparison))}</h1>
+<p>Systems: {systems}</p>
+{_html_table(result_rows(comparison))}
+<p>{html.escape(_significance_text(comparison))} Scores ± are 95% bootstrap confidence intervals.</p>
+<h2>BLEU by source length</h2>
+{img("bleu_by_length.png", "BLEU by source length")}
+{_html_table(length_rows(comparison))}
+<h2>Training curves</h2>
+{img("training_curves.png", "validation BLEU against steps and minutes")}
+<h2>Examples</h2>
+{"".join(ex_html)}
+{gallery_html}
+<h2>Manifest</h2>
+<pre>{manifest}</pre>
+<details><summary>resolved configs</summary><pre>{configs}</pre></details>
+<script>document.body.dataset.viewer = "ready";</script>
+</body></html>
+"""

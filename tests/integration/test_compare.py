@@ -1,0 +1,84 @@
+"""`scripts/compare.sh` end to end on a tiny slice: train both, evaluate, align, report; then reuse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from clirun import render_in_chromium
+from tinydata import REPO, write_slice
+
+TINY = [
+    "tokenizer.vocab_size=300",
+    "model.emb_dim=16",
+    "model.encoder.hidden_dim=16",
+    "model.encoder.layers=1",
+    "model.decoder.hidden_dim=32",
+    "model.decoder.readout_dim=16",
+    "model.attention.dim=24",
+    "train.max_steps=6",
+    "train.max_minutes=null",
+    "train.eval_every=3",
+    "train.eval_max_sentences=10",
+    "train.threads=1",
+    "train.progress=false",
+    "batch.max_tokens=400",
+    "decode.max_len=12",
+]
+
+
+def compare(tmp, data) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "bash",
+            "scripts/compare.sh",
+            "quick",
+            "--out",
+            str(tmp / "runs"),
+            f"data.local_dir={data}",
+            f"data.cache_dir={tmp / 'cache'}",
+            *TINY,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_compare_writes_the_report_and_reuses_finished_work(tmp_path):
+    data = write_slice(tmp_path / "m30k")
+    first = compare(tmp_path, data)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    runs, report = tmp_path / "runs", tmp_path / "runs" / "report"
+    for name in ("comparison.json", "report.md", "report.html", "bleu_by_length.png", "training_curves.png"):
+        assert (report / name).stat().st_size > 0, name
+    for model in ("bahdanau", "baseline"):
+        for split in ("val", "test"):
+            for tag in ("greedy", "beam5-lp0.6"):
+                assert (runs / model / "eval" / f"{split}.{tag}.json").exists()
+    assert (runs / "bahdanau" / "align" / "test.greedy" / "index.html").exists()
+    assert not (runs / "baseline" / "align").exists()
+
+    comparison = json.loads((report / "comparison.json").read_text())
+    assert set(comparison["systems"]) == {"bahdanau", "baseline"}
+    for system in comparison["systems"].values():
+        assert {"bleu", "bleu_ci95", "chrf", "ter", "params", "train_minutes", "best_step"} <= system.keys()
+    assert comparison["systems"]["bahdanau"]["params"] > comparison["systems"]["baseline"]["params"]
+    assert comparison["significance"]["baseline"] == "baseline"
+    assert 0.0 <= comparison["significance"]["p_value"] <= 1.0
+    assert set(comparison["by_length"]) == {"bahdanau", "baseline"}
+    for manifest in comparison["manifest"].values():
+        assert {"git_commit", "dataset_fingerprint", "seed", "torch", "device", "config"} <= manifest.keys()
+
+    page = (report / "report.html").read_text()
+    assert "bahdanau" in page and "baseline" in page and "data:image/png;base64," in page
+    dom, log = render_in_chromium(report / "report.html", tmp_path)
+    assert 'data-viewer="ready"' in dom, log[-2000:]
+
+    again = compare(tmp_path, data)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already finished") == 2
+    assert again.stdout.count("is up to date") == 9  # 8 evaluations + 1 alignment export
