@@ -159,7 +159,14 @@ def pick_examples(srcs: list[str], k: int) -> list[int]:
     """``k`` test sentences spread over the length distribution, long ones included (not cherry-picked)."""
     order = sorted(range(len(srcs)), key=lambda i: (len(srcs[i].split()), i))
     quantiles = [0.3, 0.6, 0.85, 0.95, 1.0] if k == 5 else [(j + 1) / k for j in range(k)]
-    return sorted({order[round(q * (len(order) - 1))] for q in quantiles})
+    picked: list[int] = []
+    for q in sorted(quantiles, reverse=True):  # on small sets neighbours collide: step down to a free one
+        pos = round(q * (len(order) - 1))
+        while pos >= 0 and order[pos] in picked:
+            pos -= 1
+        if pos >= 0:
+            picked.append(order[pos])
+    return sorted(picked)
 
 
 def _gallery(runs: list[Run]) -> dict | None:
