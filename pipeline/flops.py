@@ -1,0 +1,43 @@
+"""Analytical training FLOPs of the encoder-decoder, for model FLOPs utilisation (MFU).
+
+Counted: the matrix products, at 2 FLOPs per multiply-add, over *real* tokens only
+(padding is waste, not work), forward and backward (backward = 2 x forward, so a
+training step costs 3 x forward).  Element-wise gate arithmetic, softmax and the
+optimizer are left out: they are a few percent and not what the hardware peaks at.
+
+Per source token (encoder, each layer l and direction; G = 3 gates for GRU, 4 for LSTM):
+    2 * G * (in_l + He) * He,  in_1 = E, in_l = 2He
+Per target token (decoder; C = 2He):
+    GRU           2 * 3 * (E + C + Hd) * Hd
+    deep output   2 * (Hd + E + C) * P * R       P = 2 for maxout, 1 for tanh
+    projection    2 * R * V
+    attention     2 * Hd * A                     W_a s_{i-1}
+Per (target, source) pair, attention only:
+    2 * A + 2 * C                                v_a . tanh(...) and sum_j alpha_ij h_j
+Per source token, attention only:
+    2 * C * A                                    U_a h_j (once per batch)
+Per sentence:
+    2 * C * Hd                                   s_0 = tanh(W_s h)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.config import ContextType, ModelConfig, Readout, RnnType
+
+
+def training_flops(cfg: ModelConfig, tgt_vocab: int, src_lens: Sequence[int], tgt_lens: Sequence[int]) -> float:
+    """Forward + backward FLOPs of one teacher-forced batch (lengths include EOS)."""
+    e, he, hd = cfg.emb_dim, cfg.encoder.hidden_dim, cfg.decoder.hidden_dim
+    c, a, r = 2 * he, cfg.attention.dim, cfg.decoder.readout_dim
+    gates = 4 if RnnType(cfg.encoder.rnn) is RnnType.lstm else 3
+    pieces = 2 if Readout(cfg.decoder.readout) is Readout.maxout else 1
+    enc_per_src = sum(2 * 2 * gates * ((e if layer == 0 else c) + he) * he for layer in range(cfg.encoder.layers))
+    dec_per_tgt = 2 * 3 * (e + c + hd) * hd + 2 * (hd + e + c) * pieces * r + 2 * r * tgt_vocab
+    n_src, n_tgt = sum(src_lens), sum(tgt_lens)
+    forward = enc_per_src * n_src + dec_per_tgt * n_tgt + 2 * c * hd * len(src_lens)
+    if ContextType(cfg.context) is ContextType.attention:
+        pairs = sum(s * t for s, t in zip(src_lens, tgt_lens))
+        forward += 2 * hd * a * n_tgt + (2 * a + 2 * c) * pairs + 2 * c * a * n_src
+    return 3.0 * forward

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Performance figures of this machine and this checkout, as a table and JSON.
+
+    python scripts/bench.py [--out bench.json] [--threads 2] [--checkpoint CKPT] [--steps 8] [--repeats 3]
+
+* matmul peak (fp32, bf16): a 2048^3 matrix product, median of repeats;
+* training throughput in target tokens/s (forward, backward, Adam step) of both models at
+  the default sizes on real Multi30k train batches (the first batches of epoch 0), fp32 and
+  bf16: the median over ``--repeats`` runs of ``--steps`` steps, after one warm-up run;
+* MFU: analytical FLOPs per target token (pipeline/flops.py states the formula) times
+  tokens/s, over the measured peak of the same precision;
+* decoding throughput (greedy and beam-5, sentences/s) on test_2016_flickr with a trained
+  checkpoint (``--checkpoint``; default runs/m20/bahdanau/checkpoints/best.pt when present);
+* padding fraction of the training batches, peak RSS and the git commit.
+
+The machine is shared and noisy: compare variants by ratios from one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
+from pipeline.config import (  # noqa: E402
+    BatchConfig,
+    ContextType,
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    Strategy,
+    TokenizerConfig,
+    to_object,
+)
+from pipeline.flops import training_flops  # noqa: E402
+from pipeline.model import build_model  # noqa: E402
+from pipeline.prepare import prepare, train_padding  # noqa: E402
+from pipeline.tokenizer import PAD_ID  # noqa: E402
+from pipeline.train import git_commit  # noqa: E402
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def train_throughput(data, context: ContextType, bf16: bool, steps: int, repeats: int) -> tuple[float, float]:
+    """(median target tokens/s, FLOPs per target token) of full training steps."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=context.value, context=context)
+    model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    train = data.splits["train"]
+    sampler = BucketBatchSampler(np.asarray(train["src_len"]), np.asarray(train["tgt_len"]), 4096, 512, seed=1)
+    batches = []
+    for idx in sampler.batches(0)[:steps]:
+        ex = train[idx.tolist()]
+        batches.append(collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()))
+    n_tok = sum(int((b.tgt_out != PAD_ID).sum()) for b in batches)
+    flops = sum(
+        training_flops(cfg, len(data.tokenizer.tgt), b.src_lens.tolist(), (b.tgt_out != PAD_ID).sum(1).tolist())
+        for b in batches
+    )
+
+    def run() -> None:
+        model.train()
+        for b in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits, _ = model(b.src, b.src_lens, b.tgt_in)
+            loss = torch.nn.functional.cross_entropy(
+                logits.float().flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID, label_smoothing=0.1
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+    return n_tok / median_time(run, repeats), flops / n_tok
+
+
+def decode_throughput(checkpoint: Path, repeats: int) -> dict[str, float]:
+    from pipeline.checkpoint import restore
+    from pipeline.data import load_corpus
+    from pipeline.search import decode_sequences
+
+    restored = restore(checkpoint)
+    corpus = load_corpus(to_object(restored.config["data"], DataConfig))
+    src_ids = restored.tokenizer.src.encode(list(corpus["test"]["src"]))
+    out = {}
+    for name, cfg in {
+        "greedy": DecodeConfig(strategy=Strategy.greedy, batch_size=128),
+        "beam5": DecodeConfig(strategy=Strategy.beam, beam_size=5, length_penalty=0.6, batch_size=64),
+    }.items():
+        out[name] = len(src_ids) / median_time(lambda c=cfg: decode_sequences(restored.model, src_ids, c), repeats)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench.json")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=8, help="training steps per timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checkpoint", type=Path, default=REPO / "runs/m20/bahdanau/checkpoints/best.pt")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
+    tokens, mfu, flops_per_token = {}, {}, {}
+    for context, name in ((ContextType.attention, "bahdanau"), (ContextType.fixed, "baseline")):
+        tokens[name], mfu[name] = {}, {}
+        for precision in ("fp32", "bf16"):
+            tok_s, fpt = train_throughput(data, context, precision == "bf16", args.steps, args.repeats)
+            tokens[name][precision] = tok_s
+            mfu[name][precision] = tok_s * fpt / (peak[precision] * 1e9)
+            flops_per_token[name] = fpt
+    decode = decode_throughput(args.checkpoint, 1) if args.checkpoint.exists() else None
+    result = {
+        "matmul_gflops": peak,
+        "train_tokens_per_s": tokens,
+        "mfu": mfu,
+        "flops_per_target_token": flops_per_token,
+        "decode_sentences_per_s": decode,
+        "padding_fraction": train_padding(data.splits["train"], BatchConfig()),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "commit": git_commit(),
+        "settings": {
+            "threads": args.threads,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "max_tokens": 4096,
+            "checkpoint": str(args.checkpoint) if decode else None,
+            "torch": torch.__version__,
+        },
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"matmul peak          fp32 {peak['fp32']:8.1f} GFLOP/s   bf16 {peak['bf16']:8.1f} GFLOP/s")
+    for name in tokens:
+        print(
+            f"train {name:<9} fp32 {tokens[name]['fp32']:8.0f} tok/s (MFU {mfu[name]['fp32']:.1%})   "
+            f"bf16 {tokens[name]['bf16']:8.0f} tok/s (MFU {mfu[name]['bf16']:.1%})   "
+            f"{flops_per_token[name] / 1e6:.1f} MFLOP/token"
+        )
+    if decode:
+        print(f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s")
+    else:
+        print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")
+    rss = result["peak_rss_mb"]
+    print(f"padding {result['padding_fraction']:.1%}   peak RSS {rss:.0f} MB   commit {result['commit']}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
