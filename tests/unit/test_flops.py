@@ -29,5 +29,5 @@ def test_baseline_count_by_hand():
 
 def test_attention_adds_exactly_its_terms():
     extra = 2 * 3 * 4 * 2 + (2 * 4 + 2 * 2) * (3 * 2) + 2 * 2 * 4 * 3  # W_a s, v.tanh + context, U_a h
-    gap = training_flops(tiny(ContextType.attention), 5, [3], [2]) - training_flops(tiny(ContextType.fixed), 5, [3], [2])
-    assert gap == pytest.approx(3 * extra)
+    attention = training_flops(tiny(ContextType.attention), 5, [3], [2])
+    assert attention - training_flops(tiny(ContextType.fixed), 5, [3], [2]) == pytest.approx(3 * extra)
