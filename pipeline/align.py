@@ -170,6 +170,15 @@ def score_aer(aligned: list[Aligned], cfg: AlignAppConfig) -> dict:
         raise UserError(
             f"{cfg.gold} has {len(gold)} lines but the input has {len(aligned)} sentences; use that set's files"
         )
+    for lineno, (g, a) in enumerate(zip(gold, aligned), 1):
+        outside = sorted(link for link in g.possible if link[0] >= len(a.src_words) or link[1] >= len(a.tgt_words))
+        if outside:
+            s, t = outside[0]
+            raise UserError(
+                f"{cfg.gold}:{lineno}: link {s + 1}-{t + 1} (1-indexed, source-target) is outside the sentence pair "
+                f"of {len(a.src_words)} source and {len(a.tgt_words)} target words; check the gold file matches "
+                "src_file/ref_file (and gold_source_first)"
+            )
     model = [set(hard_links(a.word_weights)) for a in aligned]
     diagonal = [set(diagonal_links(len(a.src_words), len(a.tgt_words))) for a in aligned]
     return {

@@ -421,7 +421,10 @@ class Trainer:
             f"{len(self.train_ds):,} pairs, {len(self.sampler.batches(p.epoch))} batches/epoch",
             flush=True,
         )
-        bar = tqdm(total=t.max_steps, initial=p.step, disable=not t.progress, unit="step", dynamic_ncols=True)
+        # disable=None: tqdm switches itself off when stderr is not a terminal (log files stay readable)
+        bar = tqdm(
+            total=t.max_steps, initial=p.step, disable=None if t.progress else True, unit="step", dynamic_ncols=True
+        )
         window_tok, window_t0 = 0, time.perf_counter()
         with _StopRequest() as stop:
             while self._budget_left() and not p.finished:

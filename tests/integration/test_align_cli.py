@@ -106,3 +106,11 @@ def test_bad_inputs_exit_2_with_one_line(trained, trained_baseline, tmp_path):
         "40 sentences",
     )
     assert_user_error(run("align", f"checkpoint={trained['ckpt']}", "ids=[0,999]"), "999", "out of range")
+    src, ref, gold = tmp_path / "s.de", tmp_path / "r.en", tmp_path / "g.talp"
+    src.write_text("ein hund .\n")
+    ref.write_text("a dog .\n")
+    gold.write_text("1-1 2-7\n")
+    args = [f"checkpoint={trained['ckpt']}", f"src_file={src}", f"ref_file={ref}", f"gold={gold}"]
+    assert_user_error(run("align", *args), f"{gold}:1", "2-7", "outside")
+    gold.write_text("1-1 2x2\n")
+    assert_user_error(run("align", *args), f"{gold}:1", "bad link '2x2'")
