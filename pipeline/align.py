@@ -208,6 +208,7 @@ def align(cfg: AlignAppConfig) -> dict:
         _check_word_counts(aligned, srcs, refs, cfg)  # type: ignore[arg-type]
         aer = score_aer(aligned, cfg)
     tag = "ref" if target is AlignTarget.ref else decode_tag(cfg.decode)
+    shown = "reference, forced decoding" if target is AlignTarget.ref else f"translation, {tag}"
     out = Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "align" / f"{stem}.{tag}"
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -218,6 +219,7 @@ def align(cfg: AlignAppConfig) -> dict:
         "target": target.value,
         "decode": tag,
         "level": Level(cfg.level).value,
+        "shown": shown,
     }
     _write_plots(aligned, plotted, cfg, meta, out)
     write_atomic(out / "alignments.txt", "".join(pharaoh(hard_links(a.word_weights)) + "\n" for a in aligned))
@@ -240,11 +242,11 @@ def _write_plots(aligned: list[Aligned], plotted: list[int], cfg: AlignAppConfig
     items = []
     for i in plotted:
         src, tgt, w = by_id[i].view(level)
-        title = f"sentence {i} · {meta['model']} step {meta['step']} · {meta['target']} ({meta['decode']})"
+        title = f"sentence {i} · {meta['model']} step {meta['step']} · {meta['shown']}"
         save_heatmap(src, tgt, w, title, out / f"sent{i:04d}", [f.value for f in cfg.formats])
         items.append({"id": i, "src": src, "tgt": tgt, "weights": w.tolist(), "links": _links_at(by_id[i], level)})
     subtitle = (
-        f"{meta['model']} step {meta['step']}, {meta['input']}, target={meta['target']} ({meta['decode']}), "
+        f"{meta['model']} step {meta['step']}, {meta['input']}, {meta['shown']}, "
         f"{level.value} level, {len(items)} sentences"
     )
     write_atomic(out / "index.html", gallery_html(items, "Attention alignments", subtitle))
