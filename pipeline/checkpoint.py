@@ -74,6 +74,8 @@ def prune_steps(ckpt_dir: Path, keep: int) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint safely; every failure is a one-line :class:`UserError`."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a directory; give a .pt file in it, e.g. {path / 'last.pt'}")
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; give the path of a .pt file under <run_dir>/checkpoints/")
     try:
@@ -86,7 +88,9 @@ def load_checkpoint(path: str | Path) -> dict:
                 "only load checkpoints written by this pipeline"
             ) from None
         raise UserError(f"checkpoint {path} is corrupt ({first[:160]}); use another checkpoint") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+    # A file that is not a torch zip archive goes through torch's legacy unpickler, which fails
+    # with whatever the bytes happen to trigger (KeyError on a text file, IndexError, ...).
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError, TypeError) as err:
         raise UserError(
             f"checkpoint {path} is corrupt or truncated ({type(err).__name__}); use another checkpoint"
         ) from None

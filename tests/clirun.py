@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from tinydata import REPO
 
+NO_THREADS_KEY = {"report"}  # commands that do no tensor work and so have no `threads` setting
+
 
 def run(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    threads = [] if module in NO_THREADS_KEY else ["threads=1"]
     return subprocess.run(
-        [sys.executable, "-m", f"pipeline.{module}", *args, "threads=1"],
+        [sys.executable, "-m", f"pipeline.{module}", *args, *threads],
         cwd=REPO,
         capture_output=True,
         text=True,
