@@ -1,0 +1,74 @@
+"""Faults during training: SIGTERM saves and exits 0; a corrupt newest checkpoint is skipped on resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from tinydata import REPO, tiny_train_config, write_slice
+
+from pipeline.checkpoint import load_checkpoint, step_path
+from pipeline.train import train
+
+
+@pytest.fixture(scope="module")
+def slice_dir(tmp_path_factory):
+    return write_slice(tmp_path_factory.mktemp("m30k"))
+
+
+@pytest.mark.slow
+def test_sigterm_saves_at_the_next_step_and_exits_0(tmp_path, slice_dir):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from pathlib import Path
+        from tinydata import tiny_train_config
+        from pipeline.train import train
+        train(tiny_train_config(Path({str(tmp_path)!r}), Path({str(slice_dir)!r}), max_steps=100000,
+                                eval_every=1000, log_every=1))
+        """
+    )
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"]
+    assert saved >= 3
+    assert f"SIGTERM received: checkpoint saved at step {saved}; run the same command again to resume" in out.decode()
+    logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert max(logged) == saved
+
+
+@pytest.mark.slow
+def test_resume_skips_a_corrupt_newest_checkpoint_and_still_ends_bit_identical(tmp_path, slice_dir, capsys):
+    straight = tiny_train_config(tmp_path / "a", slice_dir, max_steps=8, eval_every=100)
+    train(straight)
+    cfg = tiny_train_config(tmp_path / "b", slice_dir, max_steps=6, eval_every=100, checkpoint_every=1)
+    train(cfg)
+    ckpts = tmp_path / "b" / "run" / "checkpoints"
+    newest = step_path(ckpts, 6)
+    data = newest.read_bytes()
+    (ckpts / "last.pt").unlink()  # last.pt is a hard link to the newest step file: damage both
+    newest.write_bytes(data[: len(data) // 2])
+    (ckpts / "last.pt").write_bytes(data[: len(data) // 3] + b"garbage")
+    capsys.readouterr()
+    train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=8)))
+    out = capsys.readouterr().out
+    assert "warning: skipping checkpoint" in out and "resuming from" in out and "at step 5" in out
+    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(ckpts / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
