@@ -72,3 +72,37 @@ def test_resume_skips_a_corrupt_newest_checkpoint_and_still_ends_bit_identical(t
     b = load_checkpoint(ckpts / "last.pt")["model"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def _poison(monkeypatch, bad_steps: set[int]) -> None:
+    """Make the loss non-finite at the given (1-based) update numbers."""
+    from pipeline.train import Trainer
+
+    original = Trainer._loss
+
+    def loss(self, batch):
+        value, n_tok = original(self, batch)
+        return (value * float("nan") if self.progress.step + 1 in bad_steps else value), n_tok
+
+    monkeypatch.setattr(Trainer, "_loss", loss)
+
+
+@pytest.mark.slow
+def test_non_finite_steps_are_skipped_counted_and_never_reach_the_weights(tmp_path, slice_dir, monkeypatch):
+    _poison(monkeypatch, {3, 4})
+    summary = train(tiny_train_config(tmp_path, slice_dir, max_steps=6, eval_every=3, log_every=1))
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert ckpt["progress"]["skipped_steps"] == 2 and summary["step"] == 6
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in logged if r["kind"] == "train"][-1] == 2
+
+
+@pytest.mark.slow
+def test_too_many_bad_steps_in_a_row_abort_with_a_clear_message(tmp_path, slice_dir, monkeypatch):
+    from pipeline.errors import UserError
+
+    _poison(monkeypatch, set(range(2, 100)))
+    cfg = tiny_train_config(tmp_path, slice_dir, max_steps=20, eval_every=100, max_bad_steps=3)
+    with pytest.raises(UserError, match=r"3 non-finite losses/gradients in a row .* train.max_bad_steps=3"):
+        train(cfg)
