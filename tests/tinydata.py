@@ -24,6 +24,25 @@ MULTI30K = REPO.parent / "shared" / "data" / "multi30k" / "raw"
 SPLIT_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
 
 
+# The tiny model and budget of tiny_train_config, as Hydra overrides for the CLI tests.
+TINY_OVERRIDES = [
+    "tokenizer.vocab_size=300",
+    "batch.max_tokens=400",
+    "model.emb_dim=16",
+    "model.encoder.hidden_dim=16",
+    "model.encoder.layers=1",
+    "model.decoder.hidden_dim=32",
+    "model.decoder.readout_dim=16",
+    "model.attention.dim=24",
+    "train.max_steps=6",
+    "train.eval_every=3",
+    "train.log_every=2",
+    "train.eval_max_sentences=10",
+    "train.progress=false",
+    "train.threads=1",
+]
+
+
 def write_slice(folder: Path, n_train: int = 300, n_eval: int = 40, langs=("de", "en")) -> Path:
     """Multi30k-layout gz files holding the first lines of each split; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)

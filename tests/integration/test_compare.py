@@ -7,25 +7,9 @@ import subprocess
 
 import pytest
 from clirun import render_in_chromium
-from tinydata import REPO, write_slice
+from tinydata import REPO, TINY_OVERRIDES, write_slice
 
-TINY = [
-    "tokenizer.vocab_size=300",
-    "model.emb_dim=16",
-    "model.encoder.hidden_dim=16",
-    "model.encoder.layers=1",
-    "model.decoder.hidden_dim=32",
-    "model.decoder.readout_dim=16",
-    "model.attention.dim=24",
-    "train.max_steps=6",
-    "train.max_minutes=null",
-    "train.eval_every=3",
-    "train.eval_max_sentences=10",
-    "train.threads=1",
-    "train.progress=false",
-    "batch.max_tokens=400",
-    "decode.max_len=12",
-]
+TINY = [*TINY_OVERRIDES, "train.max_minutes=null", "decode.max_len=12"]  # quick's 5-minute budget off
 
 
 def compare(tmp, data) -> subprocess.CompletedProcess:

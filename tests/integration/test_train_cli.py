@@ -7,24 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from tinydata import REPO, write_slice
-
-TINY = [
-    "tokenizer.vocab_size=300",
-    "batch.max_tokens=400",
-    "model.emb_dim=16",
-    "model.encoder.hidden_dim=16",
-    "model.encoder.layers=1",
-    "model.decoder.hidden_dim=32",
-    "model.decoder.readout_dim=16",
-    "model.attention.dim=24",
-    "train.max_steps=6",
-    "train.eval_every=3",
-    "train.log_every=2",
-    "train.eval_max_sentences=10",
-    "train.progress=false",
-    "train.threads=1",
-]
+from tinydata import REPO, TINY_OVERRIDES, write_slice
 
 
 def run_train(tmp_path, *overrides):
@@ -35,7 +18,7 @@ def run_train(tmp_path, *overrides):
         "pipeline.train",
         f"data.local_dir={data}",
         f"data.cache_dir={tmp_path / 'cache'}",
-        *TINY,
+        *TINY_OVERRIDES,
         *overrides,
     ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
