@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
@@ -39,6 +38,7 @@ from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomi
 from pipeline.config import Precision, TrainAppConfig, as_plain_dict
 from pipeline.errors import UserError
 from pipeline.files import write_atomic
+from pipeline.loss import smoothed_cross_entropy
 from pipeline.model import build_model
 from pipeline.plots import heatmap_figure
 from pipeline.prepare import PreparedData, prepare
@@ -303,12 +303,8 @@ class Trainer:
         with autocast_for(self.device, self.bf16):
             logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in)
         n_tok = int((batch.tgt_out != PAD_ID).sum())
-        loss = F.cross_entropy(
-            logits.float().flatten(0, 1),
-            batch.tgt_out.flatten(),
-            ignore_index=PAD_ID,
-            label_smoothing=self.tcfg.label_smoothing,
-            reduction="sum",
+        loss = smoothed_cross_entropy(
+            logits.flatten(0, 1), batch.tgt_out.flatten(), self.tcfg.label_smoothing, ignore_index=PAD_ID
         )
         return loss / max(n_tok, 1), n_tok
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.config import DecodeConfig
+from pipeline.loss import smoothed_cross_entropy
 from pipeline.metrics import score_corpus
 from pipeline.search import Hypothesis, decode_sequences
 from pipeline.tokenizer import PAD_ID, Tokenizer
@@ -70,9 +70,7 @@ def teacher_forced_stats(
         b = collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()).to(device)
         with autocast_for(device, bf16):
             logits, attn = model(b.src, b.src_lens, b.tgt_in)
-        nll += float(
-            F.cross_entropy(logits.float().flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID, reduction="sum")
-        )
+        nll += float(smoothed_cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID))
         real = b.tgt_out != PAD_ID
         tokens += float(real.sum())
         if attn is not None:

@@ -44,6 +44,7 @@ from pipeline.config import (  # noqa: E402
     to_object,
 )
 from pipeline.flops import training_flops  # noqa: E402
+from pipeline.loss import smoothed_cross_entropy  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.prepare import prepare, train_padding  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
@@ -88,9 +89,8 @@ def train_throughput(data, context: ContextType, bf16: bool, steps: int, repeats
         for b in batches:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits, _ = model(b.src, b.src_lens, b.tgt_in)
-            loss = torch.nn.functional.cross_entropy(
-                logits.float().flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID, label_smoothing=0.1
-            )
+            n_real = int((b.tgt_out != PAD_ID).sum())
+            loss = smoothed_cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), 0.1, PAD_ID) / n_real
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
