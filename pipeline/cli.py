@@ -32,6 +32,72 @@ def datasets_progress_off() -> None:
     datasets.disable_progress_bars()
 
 
+def override_errors(config_name: str, command: str) -> Callable[[Callable[[], object]], Callable[[], object]]:
+    """Compose ``config_name`` with the command line's overrides before Hydra runs.
+
+    Hydra reports a bad override (an unknown key, a wrongly typed value, a missing
+    group option) in several lines and exits 1; composing once here first turns it into
+    the project's one-line ``error:`` and exit 2.  Sweeps (``a,b``) and ``hydra.*``
+    overrides are left to Hydra, and so is any command line with flags other than
+    ``-m`` (``--help``, ``--cfg job``...).
+    """
+
+    def decorate(hydra_main: Callable[[], object]) -> Callable[[], object]:
+        @functools.wraps(hydra_main)
+        def wrapper() -> object:
+            try:
+                check_overrides(config_name, sys.argv[1:], command)
+            except UserError as err:
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(UserError.exit_code)
+            return hydra_main()
+
+        return wrapper
+
+    return decorate
+
+
+def check_overrides(config_name: str, argv: list[str], command: str) -> None:
+    """Raise a one-line :class:`UserError` if ``argv``'s overrides do not compose with ``config_name``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return
+    args = [a for a in argv if not a.startswith("-")]
+    hint = f"python -m pipeline.{command} --cfg job lists every key and its value"
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+        plain = [a for a, o in zip(args, parsed) if not (o.is_sweep_override() or o.key_or_group.startswith("hydra"))]
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name=command):
+            compose(config_name, overrides=plain)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(f"{_first_lines(err)} ({hint})") from None
+
+
+def _first_lines(err: BaseException | None, keep: int = 2) -> str:
+    """The first lines of the first ``keep`` messages along an exception's cause chain, as one line.
+
+    OmegaConf chains a templated copy of its message ('Value '$VALUE' ...'); it is skipped.
+    A missing config group option lists the options that exist.
+    """
+    lines: list[str] = []
+    options = getattr(err, "options", None)
+    while err is not None and len(lines) < keep:
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else ""
+        first = first.rstrip(".")
+        if first and first != "None" and "$VALUE" not in first and first not in lines:
+            lines.append(first)
+        err = err.__cause__ or err.__context__
+    options = [o for o in options or [] if o != "schema"]  # the typed schema is not a user's choice
+    if options:
+        lines.append(f"available: {', '.join(options)}")
+    return "; ".join(lines)
+
+
 def user_errors(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """Print a UserError as ``error: ...`` and exit 2, without a traceback."""
 
@@ -50,6 +116,7 @@ def user_errors(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
     return wrapper
 
 
+@override_errors("prepare", "prepare")
 @hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
 @user_errors
 def prepare_main(cfg: DictConfig) -> None:
@@ -57,11 +124,14 @@ def prepare_main(cfg: DictConfig) -> None:
     from pipeline.prepare import prepare
 
     data = prepare(
-        to_object(cfg.data, DataConfig), to_object(cfg.tokenizer, TokenizerConfig), to_object(cfg.batch, BatchConfig)
+        to_object(cfg.data, DataConfig, "data"),
+        to_object(cfg.tokenizer, TokenizerConfig, "tokenizer"),
+        to_object(cfg.batch, BatchConfig, "batch"),
     )
     print(data.stats.table())
 
 
+@override_errors("train", "train")
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 @user_errors
 def train_main(cfg: DictConfig) -> None:
@@ -72,6 +142,7 @@ def train_main(cfg: DictConfig) -> None:
     print(json.dumps(summary))
 
 
+@override_errors("evaluate", "evaluate")
 @hydra.main(config_path=CONF_DIR, config_name="evaluate", version_base="1.3")
 @user_errors
 def evaluate_main(cfg: DictConfig) -> None:
@@ -83,6 +154,7 @@ def evaluate_main(cfg: DictConfig) -> None:
     print("wrote " + " and ".join(report["files"]))
 
 
+@override_errors("translate", "translate")
 @hydra.main(config_path=CONF_DIR, config_name="translate", version_base="1.3")
 @user_errors
 def translate_main(cfg: DictConfig) -> None:
@@ -92,6 +164,7 @@ def translate_main(cfg: DictConfig) -> None:
     translate(to_object(cfg, TranslateAppConfig))
 
 
+@override_errors("align", "align")
 @hydra.main(config_path=CONF_DIR, config_name="align", version_base="1.3")
 @user_errors
 def align_main(cfg: DictConfig) -> None:
@@ -113,6 +186,7 @@ def align_main(cfg: DictConfig) -> None:
     print(f"wrote {summary['out']}/ (index.html, alignments.txt, diagnostics.json, heatmaps)")
 
 
+@override_errors("report", "report")
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
 @user_errors
 def report_main(cfg: DictConfig) -> None:

@@ -9,12 +9,55 @@ notebooks); the YAML files are the documented source of truth.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pipeline.errors import UserError
+
+# ------------------------------------------------------------------ value ranges
+# Types are checked by Hydra at composition; ranges by :func:`check_ranges` when a
+# config becomes its dataclass (:func:`to_object`).  Each ranged field carries its rule
+# in its metadata, so the rule sits next to the field it guards.
+
+
+def _ranged(default: Any, ok: Callable[[Any], bool], rule: str) -> Any:
+    return field(default=default, metadata={"ok": ok, "rule": rule})
+
+
+def at_least(default: Any, low: float) -> Any:
+    """A field whose value (when not null) must be >= ``low``."""
+    return _ranged(default, lambda v: v >= low, f">= {low}")
+
+
+def positive(default: Any) -> Any:
+    """A field whose value (when not null) must be > 0."""
+    return _ranged(default, lambda v: v > 0, "> 0")
+
+
+def fraction(default: Any, *, closed_high: bool = False) -> Any:
+    """A field in [0, 1) (or [0, 1] with ``closed_high``)."""
+    if closed_high:
+        return _ranged(default, lambda v: 0 <= v <= 1, "in [0, 1]")
+    return _ranged(default, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def check_ranges(obj: Any, key: str = "") -> None:
+    """Raise a one-line :class:`UserError` naming the first out-of-range key of dataclass ``obj``."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{key}.{f.name}" if key else f.name
+        if is_dataclass(value):
+            check_ranges(value, name)
+        elif "ok" in f.metadata and value is not None and not f.metadata["ok"](value):
+            raise UserError(
+                f"{name}={value} is out of range: it must be {f.metadata['rule']}; "
+                f"fix it on the command line ({name}=...) or in conf/"
+            )
 
 
 class Source(str, Enum):
@@ -73,62 +116,60 @@ class DataConfig:
     files: dict[str, Optional[str]] = field(default_factory=lambda: {"train": None, "val": None, "test": None})
     hub_id: Optional[str] = None
     hub_config: Optional[str] = None
-    hub_splits: dict[str, str] = field(
-        default_factory=lambda: {"train": "train", "val": "validation", "test": "test"}
-    )
+    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "validation", "test": "test"})
     hub_src_column: Optional[str] = None
     hub_tgt_column: Optional[str] = None
-    max_len: int = 100
-    max_ratio: float = 3.0
-    max_line_bytes: int = 100_000
+    max_len: int = at_least(100, 1)
+    max_ratio: float = positive(3.0)
+    max_line_bytes: int = at_least(100_000, 1)
     cache_dir: str = "data/cache"
-    num_proc: int = 1
+    num_proc: int = at_least(1, 1)
 
 
 @dataclass
 class TokenizerConfig:
     type: SpmType = SpmType.unigram
-    vocab_size: int = 8000
+    vocab_size: int = at_least(8000, 8)
     joint: bool = True
-    character_coverage: float = 1.0
-    num_threads: int = 2
+    character_coverage: float = fraction(1.0, closed_high=True)
+    num_threads: int = at_least(2, 1)
 
 
 @dataclass
 class BatchConfig:
-    max_tokens: int = 4096
-    max_sentences: int = 512
+    max_tokens: int = at_least(4096, 1)
+    max_sentences: int = at_least(512, 1)
 
 
 @dataclass
 class EncoderConfig:
     rnn: RnnType = RnnType.gru
-    hidden_dim: int = 256
-    layers: int = 2
-    dropout: float = 0.2
+    hidden_dim: int = at_least(256, 1)
+    layers: int = at_least(2, 1)
+    dropout: float = fraction(0.2)
 
 
 @dataclass
 class DecoderConfig:
-    hidden_dim: int = 512
+    hidden_dim: int = at_least(512, 1)
     init_state: InitState = InitState.first_backward
     readout: Readout = Readout.maxout
     readout_state: ReadoutState = ReadoutState.current
-    readout_dim: int = 256
+    readout_dim: int = at_least(256, 1)
     tie_embeddings: bool = True
 
 
 @dataclass
 class AttentionConfig:
-    dim: int = 512
+    dim: int = at_least(512, 1)
 
 
 @dataclass
 class ModelConfig:
     name: str = "bahdanau"
     context: ContextType = ContextType.attention
-    emb_dim: int = 256
-    dropout: float = 0.2
+    emb_dim: int = at_least(256, 1)
+    dropout: float = fraction(0.2)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
@@ -137,39 +178,39 @@ class ModelConfig:
 @dataclass
 class DecodeConfig:
     strategy: Strategy = Strategy.greedy
-    beam_size: int = 1
-    length_penalty: float = 0.0
-    max_len_ratio: float = 2.0
-    max_len: int = 200
-    nbest: int = 1
-    batch_size: int = 128
+    beam_size: int = at_least(1, 1)
+    length_penalty: float = at_least(0.0, 0)
+    max_len_ratio: float = positive(2.0)
+    max_len: int = at_least(200, 1)
+    nbest: int = at_least(1, 1)
+    batch_size: int = at_least(128, 1)
 
 
 @dataclass
 class TrainConfig:
     seed: int = 1234
     device: str = "auto"
-    threads: Optional[int] = None
+    threads: Optional[int] = at_least(None, 1)
     precision: Precision = Precision.fp32
-    lr: float = 1e-3
-    warmup_steps: int = 0
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2
-    min_lr: float = 1e-5
-    label_smoothing: float = 0.1
-    clip_norm: float = 1.0
-    max_steps: Optional[int] = None
-    max_epochs: Optional[int] = None
-    max_minutes: Optional[float] = None
-    eval_every: int = 500
-    eval_max_sentences: Optional[int] = None
-    log_every: int = 50
-    checkpoint_every: int = 0
-    early_stop_patience: int = 5
-    keep_last: int = 3
-    max_bad_steps: int = 20
-    accum_steps: int = 1
-    examples_logged: int = 3
+    lr: float = positive(1e-3)
+    warmup_steps: int = at_least(0, 0)
+    plateau_factor: float = _ranged(0.5, lambda v: 0 < v <= 1, "in (0, 1]")
+    plateau_patience: int = at_least(2, 0)
+    min_lr: float = at_least(1e-5, 0)
+    label_smoothing: float = fraction(0.1)
+    clip_norm: float = positive(1.0)
+    max_steps: Optional[int] = at_least(None, 1)
+    max_epochs: Optional[int] = at_least(None, 1)
+    max_minutes: Optional[float] = positive(None)
+    eval_every: int = at_least(500, 1)
+    eval_max_sentences: Optional[int] = at_least(None, 1)
+    log_every: int = at_least(50, 1)
+    checkpoint_every: int = at_least(0, 0)
+    early_stop_patience: int = at_least(5, 0)
+    keep_last: int = at_least(3, 1)
+    max_bad_steps: int = at_least(20, 1)
+    accum_steps: int = at_least(1, 1)
+    examples_logged: int = at_least(3, 0)
     progress: bool = True
 
 
@@ -202,8 +243,8 @@ class EvaluateAppConfig:
     threads: Optional[int] = None
     precision: Precision = Precision.fp32
     length_edges: list[int] = field(default_factory=lambda: [8, 10, 12, 14, 17])
-    min_bucket: int = 50
-    n_bootstrap: int = 1000
+    min_bucket: int = at_least(50, 1)
+    n_bootstrap: int = at_least(1000, 1)
 
 
 @dataclass
@@ -259,8 +300,8 @@ class ReportAppConfig:
     out: Optional[str] = None
     split: Split = Split.test
     decode: DecodeConfig = MISSING
-    n_bootstrap: int = 1000
-    examples: int = 5
+    n_bootstrap: int = at_least(1000, 1)
+    examples: int = at_least(5, 0)
 
 
 def register_configs() -> None:
@@ -281,12 +322,18 @@ def register_configs() -> None:
         cs.store(group=group, name="schema", node=node)
 
 
-def to_object(cfg: DictConfig | Any, schema: type) -> Any:
-    """Turn a composed DictConfig node into its dataclass (enums resolved)."""
+def to_object(cfg: DictConfig | Any, schema: type, key: str = "") -> Any:
+    """Turn a composed DictConfig node into its dataclass (enums resolved, ranges checked).
+
+    ``key`` is the node's place in the app config (e.g. ``"data"``), for error messages.
+    """
     if isinstance(cfg, schema):
+        check_ranges(cfg, key)
         return cfg
     merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
-    return OmegaConf.to_object(merged)
+    obj = OmegaConf.to_object(merged)
+    check_ranges(obj, key)
+    return obj
 
 
 def as_plain_dict(obj: Any) -> dict[str, Any]:
@@ -324,6 +371,7 @@ __all__: list[str] = [
     "TrainAppConfig",
     "TrainConfig",
     "as_plain_dict",
+    "check_ranges",
     "register_configs",
     "to_object",
 ]

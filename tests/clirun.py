@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from tinydata import REPO
 
-NO_THREADS_KEY = {"report"}  # commands that do no tensor work and so have no `threads` setting
+# the key that sets torch's threads, per command (report and prepare do no tensor work)
+THREADS_KEY = {"report": None, "prepare": None, "train": "train.threads"}
 
 
 def run(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    threads = [] if module in NO_THREADS_KEY else ["threads=1"]
+    key = THREADS_KEY.get(module, "threads")
+    threads = [f"{key}=1"] if key else []
     return subprocess.run(
         [sys.executable, "-m", f"pipeline.{module}", *args, *threads],
         cwd=REPO,

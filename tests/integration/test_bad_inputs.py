@@ -1,7 +1,11 @@
-"""The table of bad inputs a user can give the evaluate, align and report commands.
+"""The table of bad inputs a user can give the commands.
 
-Each row: the command, its arguments (built from a tiny trained run), and the words its
-one-line error must contain.  Every case must exit 2 with exactly one ``error:`` line and no
+Each row: the command, its arguments, and the words its one-line error must contain.
+CONFIG_CASES need no data (the config is refused before anything is read); CASES are
+built from a tiny trained run.  Corpus errors (mismatched line counts, invalid UTF-8, a
+10-MB line, NUL bytes, an empty file, a missing split, an unknown language, a vocabulary
+too large) have their own tests in tests/unit/test_data.py and
+tests/integration/test_prepare_cli.py, align's gold-file errors in test_align_cli.py.  Every case must exit 2 with exactly one ``error:`` line and no
 traceback (tests/clirun.py:assert_user_error).
 """
 
@@ -32,6 +36,26 @@ def _other_model_type(tmp, trained):
     path = tmp / "mismatch.pt"
     torch.save(payload, path)
     return path
+
+
+CONFIG_CASES = [
+    ("train", ["train.no_such_knob=1"], ["train.no_such_knob", "not in 'TrainConfig'", "--cfg job"]),
+    ("train", ["train.max_steps=lots"], ["train.max_steps=lots", "could not be converted to Integer"]),
+    ("train", ["model=transformer"], ["model/transformer", "available: bahdanau, baseline"]),
+    ("train", ["model.encoder.rnn=transformer"], ["model.encoder.rnn", "expected one of [gru, lstm]"]),
+    ("train", ["model.encoder.hidden_dim=0"], ["model.encoder.hidden_dim=0", "must be >= 1"]),
+    ("train", ["train.max_minutes=-5"], ["train.max_minutes=-5.0", "must be > 0"]),
+    ("train", ["batch.max_tokens=0"], ["batch.max_tokens=0", "must be >= 1"]),
+    ("train", ["model.dropout=1.5"], ["model.dropout=1.5", "in [0, 1)"]),
+    ("evaluate", ["checkpoint=x.pt", "decode=beam", "decode.beam_size=0"], ["decode.beam_size=0", "must be >= 1"]),
+    ("prepare", ["tokenizer.vocab_size=-1"], ["tokenizer.vocab_size=-1", "must be >= 8"]),
+    ("report", ["runs=[a,b]", "n_bootstrap=0"], ["n_bootstrap=0", "must be >= 1"]),
+]
+
+
+@pytest.mark.parametrize("command,args,words", CONFIG_CASES, ids=[f"{c}-{a[-1]}" for c, a, _ in CONFIG_CASES])
+def test_bad_config_gives_one_line_and_exit_2(command, args, words):
+    assert_user_error(run(command, *args), *words)
 
 
 CASES = [
