@@ -22,6 +22,7 @@ import json
 import math
 import platform
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -197,6 +198,7 @@ class Trainer:
         self.tokenizer = self.data.tokenizer
         self.model = build_model(cfg.model, len(self.tokenizer.src), len(self.tokenizer.tgt)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr)
+        self._check_free_space()
         self.schedule = PlateauWarmup(
             self.tcfg.lr, self.tcfg.warmup_steps, self.tcfg.plateau_factor, self.tcfg.plateau_patience, self.tcfg.min_lr
         )
@@ -226,6 +228,24 @@ class Trainer:
             raise UserError(
                 f"run_dir {self.run_dir} is not writable ({err.strerror}); choose another run_dir"
             ) from None
+
+    def _check_free_space(self) -> None:
+        """Refuse to start when the run_dir's disk cannot hold the checkpoints this run keeps.
+
+        A checkpoint holds the parameters and Adam's two moments (3 x 4 bytes per
+        parameter); the run keeps ``keep_last`` step checkpoints, best.pt, and writes one
+        temporary copy while saving.
+        """
+        per_checkpoint = 3 * 4 * self.model.num_parameters() + (1 << 20)
+        needed = (self.tcfg.keep_last + 2) * per_checkpoint
+        free = shutil.disk_usage(self.run_dir).free
+        if free < needed:
+            mb = 1 << 20
+            raise UserError(
+                f"run_dir {self.run_dir}: only {free // mb} MB free on its disk, but this run's checkpoints need "
+                f"about {needed // mb} MB ({self.tcfg.keep_last} kept + best + one being written, "
+                f"{per_checkpoint // mb} MB each); free some space, lower train.keep_last or choose another run_dir"
+            )
 
     def _write_run_files(self) -> None:
         self.tokenizer.save(self.run_dir / "tokenizer")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
@@ -82,6 +83,15 @@ def test_unwritable_run_dir_is_a_user_error(tmp_path, slice_dir):
     cfg = dataclasses.replace(tiny_train_config(tmp_path, slice_dir), run_dir=str(blocker / "run"))
     with pytest.raises(UserError, match="run_dir"):
         Trainer(cfg, data=None)
+
+
+def test_full_disk_is_a_user_error_before_training(tmp_path, slice_dir, monkeypatch):
+    cfg = tiny_train_config(tmp_path, slice_dir)
+    full = shutil.disk_usage(tmp_path)._replace(free=1 << 20)  # 1 MB left
+    monkeypatch.setattr("pipeline.train.shutil.disk_usage", lambda path: full)
+    with pytest.raises(UserError, match=r"only 1 MB free .* lower train.keep_last"):
+        Trainer(cfg, data=None)
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
 
 
 def test_loss_decreases_on_the_slice(tmp_path, slice_dir):
