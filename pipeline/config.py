@@ -81,6 +81,13 @@ class ContextType(str, Enum):
     fixed = "fixed"  # RNN encoder-decoder baseline: c_i = c for all i
 
 
+class AttentionScore(str, Enum):
+    additive = "additive"  # Bahdanau: v_aᵀ tanh(W_a s + U_a h)
+    dot = "dot"  # Luong: sᵀ h
+    general = "general"  # Luong: sᵀ W h
+    scaled_dot = "scaled_dot"  # sᵀ h / sqrt(d)
+
+
 class InitState(str, Enum):
     first_backward = "first_backward"
     mean = "mean"
@@ -161,6 +168,7 @@ class DecoderConfig:
 
 @dataclass
 class AttentionConfig:
+    score: AttentionScore = AttentionScore.additive
     dim: int = at_least(512, 1)
 
 
@@ -210,6 +218,7 @@ class TrainConfig:
     keep_last: int = at_least(3, 1)
     max_bad_steps: int = at_least(20, 1)
     accum_steps: int = at_least(1, 1)
+    dist_timeout_minutes: float = positive(30.0)
     examples_logged: int = at_least(3, 0)
     progress: bool = True
 
@@ -352,6 +361,7 @@ __all__: list[str] = [
     "Split",
     "TranslateAppConfig",
     "AttentionConfig",
+    "AttentionScore",
     "BatchConfig",
     "ContextType",
     "DataConfig",

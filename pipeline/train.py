@@ -18,6 +18,7 @@ same dropout masks: its final parameters equal an uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -37,6 +38,17 @@ from tqdm import tqdm
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
 from pipeline.config import Precision, TrainAppConfig, as_plain_dict
+from pipeline.distributed import (
+    all_max,
+    all_sum,
+    barrier,
+    close_world,
+    from_main,
+    gather_to_main,
+    init_world,
+    shard_of,
+    usable_batches,
+)
 from pipeline.errors import UserError
 from pipeline.files import write_atomic
 from pipeline.loss import smoothed_cross_entropy
@@ -187,18 +199,26 @@ class Trainer:
         self.tcfg = cfg.train
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self._check_run_dir()
+        self.world, self.device = init_world(resolve_device(self.tcfg.device), self.tcfg.dist_timeout_minutes)
+        self.main = self.world.is_main
+        if self.main:
+            self._check_run_dir()
         if self.tcfg.threads:
             torch.set_num_threads(self.tcfg.threads)
-        self.device = resolve_device(self.tcfg.device)
         self.bf16 = Precision(self.tcfg.precision) == Precision.bf16
         self.config_dict = as_plain_dict(cfg)
         seed_everything(self.tcfg.seed)
-        self.data = data or prepare(cfg.data, cfg.tokenizer, cfg.batch)
+        if self.main:  # rank 0 builds the data cache, the others then read it
+            self.data = data or prepare(cfg.data, cfg.tokenizer, cfg.batch)
+        barrier(self.world)
+        if not self.main:
+            self.data = data or prepare(cfg.data, cfg.tokenizer, cfg.batch)
         self.tokenizer = self.data.tokenizer
         self.model = build_model(cfg.model, len(self.tokenizer.src), len(self.tokenizer.tgt)).to(self.device)
+        self.trained = self._data_parallel(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr)
-        self._check_free_space()
+        if self.main:
+            self._check_free_space()
         self.schedule = PlateauWarmup(
             self.tcfg.lr, self.tcfg.warmup_steps, self.tcfg.plateau_factor, self.tcfg.plateau_patience, self.tcfg.min_lr
         )
@@ -213,10 +233,26 @@ class Trainer:
         )
         self.progress = Progress()
         resumed = self._resume()
-        self._write_run_files()
-        self.log = RunLog(self.run_dir, self.progress.step if resumed else None)
+        if self.main:
+            self._write_run_files()
+            self.log = RunLog(self.run_dir, self.progress.step if resumed else None)
+        barrier(self.world)
 
     # ------------------------------------------------------------------ setup
+
+    def _data_parallel(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the training step calls: ``model`` itself, or its DDP wrapper under torchrun.
+
+        DDP broadcasts rank 0's initial parameters and averages gradients over ranks
+        during backward.  Dropout then draws a different stream on each rank.
+        """
+        if not self.world.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        torch.manual_seed(self.tcfg.seed + self.world.rank)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
 
     def _check_run_dir(self) -> None:
         try:
@@ -265,27 +301,49 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.progress = Progress(**ckpt["progress"])
-        set_rng_state(ckpt["rng"])
+        self._restore_rng(ckpt["rng"])
         if self.progress.finished and not self.progress.finished.startswith("early") and self._budget_left():
             self.progress.finished = ""  # a larger budget was given: go on
-        print(
-            f"resuming from {path} at step {self.progress.step} (epoch {self.progress.epoch + 1}, "
-            f"batch {self.progress.batch_in_epoch})",
-            flush=True,
-        )
+        if self.main:
+            print(
+                f"resuming from {path} at step {self.progress.step} (epoch {self.progress.epoch + 1}, "
+                f"batch {self.progress.batch_in_epoch})",
+                flush=True,
+            )
         return True
+
+    def _restore_rng(self, saved: dict | list) -> None:
+        """Each rank takes back its own random streams (a checkpoint holds one per rank).
+
+        Resuming with another world size keeps data order, parameters, optimizer and
+        schedule, but the dropout streams of ranks that did not exist are seeded afresh
+        from (seed, rank, step): exact resume needs the same world size.
+        """
+        states = saved if isinstance(saved, list) else [saved]
+        if len(states) == self.world.size:
+            set_rng_state(states[self.world.rank])
+        else:
+            set_rng_state(states[0])
+            if self.world.distributed:
+                torch.manual_seed(self.tcfg.seed + 1_000_003 * self.progress.step + self.world.rank)
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self) -> Path:
-        """Checkpoint at the current step boundary; last.pt then points to it."""
+    def save(self) -> Path | None:
+        """Checkpoint at the current step boundary; last.pt then points to it.
+
+        Collective under torchrun: every rank hands rank 0 its random state, rank 0 writes.
+        """
         p = self.progress
+        rngs = gather_to_main(rng_state(), self.world)
+        if not self.main:
+            return None
         payload = {
             "model": state_dict_of(self.model),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "progress": asdict(p),
-            "rng": rng_state(),
+            "rng": rngs if self.world.distributed else rngs[0],
             "config": self.config_dict,
             "tokenizer": self.tokenizer.state(),
             "step": p.step,
@@ -319,25 +377,34 @@ class Trainer:
 
     # ------------------------------------------------------------------ one update
 
-    def _loss(self, batch) -> tuple[torch.Tensor, int]:
+    def _loss_sum(self, batch) -> torch.Tensor:
+        """Summed label-smoothed loss over the batch's real target tokens."""
         with autocast_for(self.device, self.bf16):
-            logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in)
-        n_tok = int((batch.tgt_out != PAD_ID).sum())
-        loss = smoothed_cross_entropy(
+            logits, _ = self.trained(batch.src, batch.src_lens, batch.tgt_in)
+        return smoothed_cross_entropy(
             logits.flatten(0, 1), batch.tgt_out.flatten(), self.tcfg.label_smoothing, ignore_index=PAD_ID
         )
-        return loss / max(n_tok, 1), n_tok
 
     def _update(self, batches: list) -> tuple[float, float, int]:
-        """One optimizer update over ``train.accum_steps`` batches: (loss, grad norm, target tokens)."""
-        self.model.train()
+        """One optimizer update over this rank's batches: (mean token loss, grad norm, target tokens of all ranks).
+
+        The loss is the token-weighted mean over every batch of the update on every rank,
+        so N ranks x k batches take the same step as one process accumulating N*k batches.
+        (DDP averages gradients over ranks, hence the factor ``world.size``.)
+        """
+        self.trained.train()
         self.optimizer.zero_grad(set_to_none=True)
-        total, n_tok = 0.0, 0
-        for batch in batches:
-            loss, n = self._loss(batch)
-            (loss / len(batches)).backward()
-            total += float(loss.detach()) / len(batches)
-            n_tok += n
+        local_tok = sum(b.n_tgt_tokens for b in batches)
+        n_tok = int(all_sum([float(local_tok)], self.world, self.device)[0])
+        scale = self.world.size / max(n_tok, 1)
+        total = 0.0
+        for i, batch in enumerate(batches):
+            sync = i == len(batches) - 1 or not self.world.distributed
+            with contextlib.nullcontext() if sync else self.trained.no_sync():
+                loss_sum = self._loss_sum(batch)
+                (loss_sum * scale).backward()
+            total += float(loss_sum.detach())
+        total = all_sum([total], self.world, self.device)[0] / max(n_tok, 1)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm))
         lr = self.schedule.lr(self.progress.step + 1)
         for group in self.optimizer.param_groups:
@@ -359,7 +426,10 @@ class Trainer:
 
     def _batch(self, idx: np.ndarray):
         ex = self.train_ds[idx.tolist()]
-        return collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()).to(self.device, non_blocking=True)
+        batch = collate(ex["src_ids"], ex["tgt_ids"], idx.tolist())
+        if self.device.type == "cuda":  # page-locked memory lets the copy overlap with compute
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ validation
 
@@ -430,94 +500,129 @@ class Trainer:
         """Train until a budget, early stopping or a stop signal; returns a summary dict."""
         p, t = self.progress, self.tcfg
         if p.finished:
-            print(f"run in {self.run_dir} already finished ({p.finished}); nothing to do", flush=True)
+            self._say(f"run in {self.run_dir} already finished ({p.finished}); nothing to do")
             return self.summary()
-        print(
+        per_update = self.world.size * t.accum_steps
+        self._say(
             f"training {self.cfg.model.name} ({self.model.num_parameters():,} parameters) on {self.device}, "
-            f"{len(self.train_ds):,} pairs, {len(self.sampler.batches(p.epoch))} batches/epoch",
-            flush=True,
+            f"{len(self.train_ds):,} pairs, {len(self.sampler.batches(p.epoch))} batches/epoch; effective batch "
+            f"{per_update} x {self.cfg.batch.max_tokens} tokens ({self.world.size} rank(s) x {t.accum_steps} "
+            "accumulated)"
         )
         # disable=None: tqdm switches itself off when stderr is not a terminal (log files stay readable)
         bar = tqdm(
-            total=t.max_steps, initial=p.step, disable=None if t.progress else True, unit="step", dynamic_ncols=True
+            total=t.max_steps,
+            initial=p.step,
+            disable=None if t.progress and self.main else True,
+            unit="step",
+            dynamic_ncols=True,
         )
         window_tok, window_t0 = 0, time.perf_counter()
         with _StopRequest() as stop:
             while self._budget_left() and not p.finished:
                 batches = self.sampler.batches(p.epoch)
-                while p.batch_in_epoch < len(batches) and self._budget_left():
+                n_usable = usable_batches(len(batches), self.world)
+                while p.batch_in_epoch < n_usable and self._budget_left():
                     t0 = time.perf_counter()
-                    group = batches[p.batch_in_epoch : p.batch_in_epoch + t.accum_steps]
-                    loss, gnorm, n_tok = self._update([self._batch(i) for i in group])
+                    group = batches[p.batch_in_epoch : min(p.batch_in_epoch + per_update, n_usable)]
+                    loss, gnorm, n_tok = self._update([self._batch(i) for i in shard_of(group, self.world)])
                     p.batch_in_epoch += len(group)
                     p.step += 1
                     window_tok += n_tok
                     bar.update(1)
-                    if p.step % t.log_every == 0:
+                    if p.step % t.log_every == 0 and self.main:
                         tok_s = window_tok / max(time.perf_counter() - window_t0, 1e-9)
-                        self.log.record(
-                            "train",
-                            p.step,
-                            {
-                                "loss": loss,
-                                "ppl": math.exp(min(loss, 50.0)),
-                                "lr": self.schedule.lr(p.step),
-                                "grad_norm": gnorm,
-                                "tokens_per_s": tok_s,
-                                "epoch": p.epoch + 1,
-                                "skipped_steps": p.skipped_steps,
-                            },
-                            tb_prefix="train",
-                        )
+                        self._log_train(loss, gnorm, tok_s, n_tok)
                         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
+                    if p.step % t.log_every == 0:
                         window_tok, window_t0 = 0, time.perf_counter()
                     p.elapsed_s += time.perf_counter() - t0
                     if self._after_step(stop):
                         bar.close()
                         return self.summary()
-                if p.batch_in_epoch >= len(batches):
+                if p.batch_in_epoch >= n_usable:
                     p.epoch, p.batch_in_epoch = p.epoch + 1, 0
         bar.close()
         if not p.finished:
             p.finished = self._budget_reason()
         if p.last_eval_step != p.step:
-            self._timed(lambda: self._validate(scheduled=False))
+            self._timed(lambda: self._validate_on_main(scheduled=False))
         self.save()
-        print(
+        self._say(
             f"finished: {p.finished}; best val BLEU {p.best_bleu:.2f} at step {p.best_step}; "
-            f"checkpoints in {self.ckpt_dir}",
-            flush=True,
+            f"checkpoints in {self.ckpt_dir}"
         )
-        self.log.close()
+        if self.main:
+            self.log.close()
         return self.summary()
+
+    def _say(self, message: str) -> None:
+        if self.main:
+            print(message, flush=True)
+
+    def _log_train(self, loss: float, gnorm: float, tok_s: float, n_tok: int) -> None:
+        p = self.progress
+        values = {
+            "loss": loss,
+            "ppl": math.exp(min(loss, 50.0)),
+            "lr": self.schedule.lr(p.step),
+            "grad_norm": gnorm,
+            "tokens_per_s": tok_s,
+            "tokens_per_update": n_tok,
+            "epoch": p.epoch + 1,
+            "skipped_steps": p.skipped_steps,
+        }
+        self.log.record("train", p.step, values, tb_prefix="train")
 
     def _timed(self, fn) -> None:
         t0 = time.perf_counter()
         fn()
         self.progress.elapsed_s += time.perf_counter() - t0
 
+    def _validate_on_main(self, scheduled: bool) -> None:
+        """Rank 0 validates; then every rank takes its progress and schedule (best BLEU, lr, early stop)."""
+        if self.main:
+            self._validate(scheduled)
+        state = from_main((asdict(self.progress), self.schedule.state_dict()), self.world)
+        if not self.main:
+            for key, value in state[0].items():  # in place: the training loop holds this object
+                setattr(self.progress, key, value)
+            self.schedule.load_state_dict(state[1])
+
     def _after_step(self, stop: _StopRequest) -> bool:
-        """Validation, early stopping, periodic checkpoints and stop signals; True to return now."""
-        p, t = self.progress, self.tcfg
+        """Validation, early stopping, periodic checkpoints and stop signals; True to return now.
+
+        Under torchrun the ranks agree first: on rank 0's clock (budgets) and on whether
+        any rank was asked to stop, so that all take the same branch.
+        """
+        t = self.tcfg
+        elapsed, signalled = all_max(
+            [self.progress.elapsed_s, float(stop.signal or 0)] if self.main else [0.0, float(stop.signal or 0)],
+            self.world,
+            self.device,
+        )
+        self.progress.elapsed_s = elapsed
         saved = False
-        if p.step % t.eval_every == 0:
-            self._timed(lambda: self._validate(scheduled=True))
+        if self.progress.step % t.eval_every == 0:
+            self._timed(lambda: self._validate_on_main(scheduled=True))
+            p = self.progress
             if t.early_stop_patience and p.evals_without_improvement >= t.early_stop_patience:
                 p.finished = f"early stopping: no BLEU gain in {p.evals_without_improvement} validations"
             self.save()
             saved = True
-        elif t.checkpoint_every and p.step % t.checkpoint_every == 0:
+        elif t.checkpoint_every and self.progress.step % t.checkpoint_every == 0:
             self.save()
             saved = True
-        if stop.signal is not None:
+        if signalled:
             if not saved:
                 self.save()
-            name = signal.Signals(stop.signal).name
-            print(
-                f"\n{name} received: checkpoint saved at step {p.step}; run the same command again to resume",
-                flush=True,
+            name = signal.Signals(int(signalled)).name
+            self._say(
+                f"\n{name} received: checkpoint saved at step {self.progress.step}; "
+                "run the same command again to resume"
             )
-            self.log.close()
+            if self.main:
+                self.log.close()
             return True
         return False
 
@@ -536,8 +641,14 @@ class Trainer:
 
 
 def train(cfg: TrainAppConfig, data: PreparedData | None = None) -> dict:
-    """Train (or resume) the run described by ``cfg``; returns a summary."""
-    return Trainer(cfg, data).run()
+    """Train (or resume) the run described by ``cfg``; returns a summary.
+
+    Under ``torchrun`` every rank calls this; the process group ends with the run.
+    """
+    try:
+        return Trainer(cfg, data).run()
+    finally:
+        close_world()
 
 
 if __name__ == "__main__":

@@ -78,13 +78,13 @@ def _poison(monkeypatch, bad_steps: set[int]) -> None:
     """Make the loss non-finite at the given (1-based) update numbers."""
     from pipeline.train import Trainer
 
-    original = Trainer._loss
+    original = Trainer._loss_sum
 
-    def loss(self, batch):
-        value, n_tok = original(self, batch)
-        return (value * float("nan") if self.progress.step + 1 in bad_steps else value), n_tok
+    def loss_sum(self, batch):
+        value = original(self, batch)
+        return value * float("nan") if self.progress.step + 1 in bad_steps else value
 
-    monkeypatch.setattr(Trainer, "_loss", loss)
+    monkeypatch.setattr(Trainer, "_loss_sum", loss_sum)
 
 
 @pytest.mark.slow

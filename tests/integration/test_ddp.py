@@ -1,0 +1,73 @@
+"""Data-parallel training under torchrun, on the CPU with the gloo backend."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from tinydata import REPO, TINY_OVERRIDES, write_slice
+
+from pipeline.checkpoint import load_checkpoint
+
+NO_DROPOUT = ["model.dropout=0", "model.encoder.dropout=0"]  # each rank draws its own dropout masks
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(tmp_path, run: str, *overrides: str, ranks: int = 1) -> subprocess.CompletedProcess:
+    data = write_slice(tmp_path / "m30k")
+    launcher = [sys.executable, "-m", "pipeline.train"]
+    if ranks > 1:
+        launcher = [
+            sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
+            f"--master_port={_free_port()}", "-m", "pipeline.train",
+        ]  # fmt: skip
+    cmd = [
+        *launcher,
+        f"data.local_dir={data}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run_dir={tmp_path / run}",
+        *TINY_OVERRIDES,
+        *NO_DROPOUT,
+        *overrides,
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_two_ranks_take_the_same_update_as_one_process_accumulating_both_batches(tmp_path):
+    """Rank r trains on batch r of each pair; one process accumulates the pair: the same first update."""
+    _train(tmp_path, "ddp", "train.max_steps=1", ranks=2)
+    _train(tmp_path, "single", "train.max_steps=1", "train.accum_steps=2")
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    single = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")
+    for key, value in single["model"].items():
+        torch.testing.assert_close(ddp["model"][key], value, atol=1e-6, rtol=0, msg=key)
+    assert ddp["progress"]["batch_in_epoch"] == single["progress"]["batch_in_epoch"] == 2
+    # written once, by rank 0: one step checkpoint, one validation record, no stray temp files
+    assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == [
+        "best.pt",
+        "last.pt",
+        "step-00000001.pt",
+    ]
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [1]
+    assert isinstance(ddp["rng"], list) and len(ddp["rng"]) == 2  # one random state per rank
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumes_with_one_process(tmp_path):
+    _train(tmp_path, "run", "train.max_steps=2", ranks=2)
+    proc = _train(tmp_path, "run", "train.max_steps=4")
+    assert "resuming from" in proc.stdout and "at step 2" in proc.stdout
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
