@@ -79,3 +79,17 @@ def test_bad_enum_value_fails_naming_the_key():
     with pytest.raises((ConfigCompositionException, ValidationError)) as err:
         _compose("train", ["model.encoder.rnn=transformer"])
     assert "rnn" in str(err.value) + str(err.value.__cause__)
+
+
+def test_slurm_launcher_composes_for_a_sweep_over_both_arms():
+    """Submitting needs a SLURM cluster; here: the launcher config composes and targets submitit's SLURM launcher."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason='pip install -e ".[slurm]"')
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["hydra/launcher=slurm", "model=baseline", "hydra.launcher.gpus_per_node=4"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.gpus_per_node == 4 and launcher.timeout_min == 240 and launcher.max_num_timeout == 3
