@@ -41,3 +41,15 @@ def multi30k() -> Callable[[str, str, int], list[str]]:
         return cache[key]
 
     return lines
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA; without it they are skipped, and say so."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (none here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
