@@ -5,8 +5,9 @@ CONFIG_CASES need no data (the config is refused before anything is read); CASES
 built from a tiny trained run.  Corpus errors (mismatched line counts, invalid UTF-8, a
 10-MB line, NUL bytes, an empty file, a missing split, an unknown language, a vocabulary
 too large) have their own tests in tests/unit/test_data.py and
-tests/integration/test_prepare_cli.py, align's gold-file errors in test_align_cli.py.  Every case must exit 2 with exactly one ``error:`` line and no
-traceback (tests/clirun.py:assert_user_error).
+tests/integration/test_prepare_cli.py, align's gold-file errors in test_align_cli.py.
+Every case must exit 2 with exactly one ``error:`` line and no traceback
+(tests/clirun.py:assert_user_error).
 """
 
 from __future__ import annotations
