@@ -13,9 +13,11 @@ Per target token (decoder; C = 2He):
     projection    2 * R * V
     attention     2 * Hd * A                     W_a s_{i-1}
 Per (target, source) pair, attention only:
-    2 * A + 2 * C                                v_a . tanh(...) and sum_j alpha_ij h_j
+    2 * A + 2 * C                                additive: v_a . tanh(...) and sum_j alpha_ij h_j
+    2 * Hd + 2 * C                               dot, general, scaled_dot: s . k_j and sum_j alpha_ij h_j
 Per source token, attention only:
-    2 * C * A                                    U_a h_j (once per batch)
+    2 * C * A                                    additive: U_a h_j (once per batch)
+    2 * C * Hd                                   general (and dot when Hd != C): W h_j (once per batch)
 Per sentence:
     2 * C * Hd                                   s_0 = tanh(W_s h)
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.config import ContextType, ModelConfig, Readout, RnnType
+from pipeline.config import AttentionScore, ContextType, ModelConfig, Readout, RnnType
 
 
 def training_flops(cfg: ModelConfig, tgt_vocab: int, src_lens: Sequence[int], tgt_lens: Sequence[int]) -> float:
@@ -39,5 +41,10 @@ def training_flops(cfg: ModelConfig, tgt_vocab: int, src_lens: Sequence[int], tg
     forward = enc_per_src * n_src + dec_per_tgt * n_tgt + 2 * c * hd * len(src_lens)
     if ContextType(cfg.context) is ContextType.attention:
         pairs = sum(s * t for s, t in zip(src_lens, tgt_lens))
-        forward += 2 * hd * a * n_tgt + (2 * a + 2 * c) * pairs + 2 * c * a * n_src
+        score = AttentionScore(cfg.attention.score)
+        if score is AttentionScore.additive:
+            forward += 2 * hd * a * n_tgt + (2 * a + 2 * c) * pairs + 2 * c * a * n_src
+        else:
+            projected = score is AttentionScore.general or c != hd
+            forward += (2 * hd + 2 * c) * pairs + (2 * c * hd * n_src if projected else 0)
     return 3.0 * forward

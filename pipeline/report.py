@@ -179,6 +179,12 @@ def _gallery(runs: list[Run]) -> dict | None:
     return None
 
 
+def _is_additive(run: Run) -> bool:
+    """Bahdanau's additive score (checkpoints from before the score variants have no ``score`` key)."""
+    model = run.config.get("model", {})
+    return run.has_attention and model.get("attention", {}).get("score", "additive") == "additive"
+
+
 def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[str, list[Run]], list[str], list[str]]:
     systems: dict[str, list[Run]] = {}
     for r in runs:
@@ -188,11 +194,18 @@ def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[
     assert refs is not None
     if len(refs) != len(runs[0].hyps):
         raise UserError(f"{runs[0].dir}: {len(runs[0].hyps)} hypotheses for {len(refs)} {cfg.split.value} sentences")
+    additive = next((k for k, v in systems.items() if _is_additive(v[0])), None)
     comparison = {
         "split": cfg.split.value,
         "decode": decode_tag(cfg.decode),
         "systems": {k: system_entry(v) for k, v in systems.items()},
         "significance": paired_significance(systems, baseline, refs, cfg.n_bootstrap) if len(systems) > 1 else None,
+        # with attention variants beside additive attention: each of them against additive too
+        "significance_vs_additive": paired_significance(
+            {k: v for k, v in systems.items() if k != baseline}, additive, refs, cfg.n_bootstrap
+        )
+        if additive is not None and len(systems) > 2
+        else None,
         "by_length": {k: v[0].eval["by_length"] for k, v in systems.items()},
         "signatures": runs[0].eval["signatures"],
         "manifest": {str(r.dir): {**r.manifest, "config": r.config} for r in runs},

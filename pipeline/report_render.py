@@ -76,14 +76,16 @@ def _heading(comparison: dict) -> str:
 
 
 def _significance_text(comparison: dict) -> str:
-    sig = comparison.get("significance")
-    if not sig:
-        return "Only one system: no significance test."
-    parts = [
-        f"{k}: p = {v['bleu_p_value']:.4f} (BLEU), {v['chrf_p_value']:.4f} (chrF)"
-        for k, v in sig["comparisons"].items()
-    ]
-    return f"{sig['method']}. " + "; ".join(parts) + "."
+    text = ""
+    for key in ("significance", "significance_vs_additive"):
+        sig = comparison.get(key)
+        if sig:
+            parts = [
+                f"{k}: p = {v['bleu_p_value']:.4f} (BLEU), {v['chrf_p_value']:.4f} (chrF)"
+                for k, v in sig["comparisons"].items()
+            ]
+            text += f"{sig['method']}. " + "; ".join(parts) + ". "
+    return text.strip() or "Only one system: no significance test."
 
 
 def _rel(target: Path, out: Path) -> str:

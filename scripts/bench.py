@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
 from pipeline.config import (  # noqa: E402
+    AttentionScore,
     BatchConfig,
     ContextType,
     DataConfig,
@@ -66,10 +67,13 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats) / 1e9
 
 
-def train_throughput(data, context: ContextType, bf16: bool, steps: int, repeats: int) -> tuple[float, float]:
+def train_throughput(
+    data, context: ContextType, bf16: bool, steps: int, repeats: int, score: str = "additive"
+) -> tuple[float, float]:
     """(median target tokens/s, FLOPs per target token) of full training steps."""
     torch.manual_seed(0)
     cfg = ModelConfig(name=context.value, context=context)
+    cfg.attention.score = AttentionScore(score)
     model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     train = data.splits["train"]
@@ -123,16 +127,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint", type=Path, default=REPO / "runs/m20/bahdanau/checkpoints/best.pt")
+    parser.add_argument("--variants", action="store_true", help="also the dot, general and scaled_dot attention scores")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
     tokens, mfu, flops_per_token = {}, {}, {}
-    for context, name in ((ContextType.attention, "bahdanau"), (ContextType.fixed, "baseline")):
+    systems = [("bahdanau", ContextType.attention, "additive"), ("baseline", ContextType.fixed, "additive")]
+    if args.variants:
+        systems += [(score, ContextType.attention, score) for score in ("dot", "general", "scaled_dot")]
+    for name, context, score in systems:
         tokens[name], mfu[name] = {}, {}
         for precision in ("fp32", "bf16"):
-            tok_s, fpt = train_throughput(data, context, precision == "bf16", args.steps, args.repeats)
+            tok_s, fpt = train_throughput(data, context, precision == "bf16", args.steps, args.repeats, score)
             tokens[name][precision] = tok_s
             mfu[name][precision] = tok_s * fpt / (peak[precision] * 1e9)
             flops_per_token[name] = fpt

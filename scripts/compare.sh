@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Attention vs no attention, end to end, on the default corpus (Multi30k de->en):
 #
-#   scripts/compare.sh [quick|full] [--seeds 1,2,3] [--out DIR] [extra Hydra overrides, e.g. data.src_lang=fr]
+#   scripts/compare.sh [quick|full|variants] [--models a,b,...] [--seeds 1,2,3] [--out DIR] [Hydra overrides]
 #
-# 1. prepares the data; 2. trains model=bahdanau and model=baseline with one Hydra multirun
-# sweep (same data, tokenizer, budget and seed; several seeds with --seeds); 3. evaluates the
+# 1. prepares the data; 2. trains the models (default bahdanau,baseline; the variants preset:
+# baseline,bahdanau,dot,general,scaled_dot, i.e. every attention score of conf/model/) with one
+# Hydra multirun sweep (same data, tokenizer, budget and seed; several seeds with --seeds); 3. evaluates the
 # best checkpoint of each on val and test, greedy and beam-5; 4. exports alignments of 20
 # test sentences; 5. writes the report (DIR/report/report.html).
 # Everything goes under DIR (default runs/<preset>/).  Running it again resumes unfinished
@@ -13,8 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 preset=quick
-case "${1:-}" in quick|full) preset=$1; shift ;; esac
+case "${1:-}" in quick|full|variants) preset=$1; shift ;; esac
 out="runs/$preset"
+models=bahdanau,baseline
+[ "$preset" = variants ] && models=baseline,bahdanau,dot,general,scaled_dot
 seeds=""
 overrides=()
 decode_overrides=()  # decode.* settings (e.g. decode.max_len) also apply to evaluation and alignment
@@ -22,6 +25,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
+    --models) models=$2; shift 2 ;;
     decode.*) overrides+=("$1"); decode_overrides+=("$1"); shift ;;
     *) overrides+=("$1"); shift ;;
   esac
@@ -35,8 +39,8 @@ fi
 echo "== 1/5 prepare data (cached after the first run)"
 "$PY" -m pipeline.prepare "experiment=$preset" "${overrides[@]}"
 
-echo "== 2/5 train bahdanau and baseline: identical data, tokenizer, budget and seed"
-"$PY" -m pipeline.train -m "experiment=$preset" model=bahdanau,baseline "${sweep[@]}" "${overrides[@]}"
+echo "== 2/5 train $models: identical data, tokenizer, budget and seed"
+"$PY" -m pipeline.train -m "experiment=$preset" "model=$models" "${sweep[@]}" "${overrides[@]}"
 
 runs=()
 for dir in "$out"/*/; do

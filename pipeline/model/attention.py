@@ -85,6 +85,61 @@ class BahdanauAttention(nn.Module):
         return self.attend(self.W_a(query), keys, enc)
 
 
+class DotProductAttention(nn.Module):
+    """Multiplicative scores (Luong, Pham & Manning 2015, eq. 8), queried with s_{i-1} as in Bahdanau.
+
+    dot         e_ij = s_{i-1}ᵀ h_j                 needs Hd = 2He; otherwise h_j is first
+                                                    projected to Hd by a learned W (= general)
+    general     e_ij = s_{i-1}ᵀ W h_j               W: [Hd, 2He], no bias
+    scaled_dot  e_ij = s_{i-1}ᵀ h_j / sqrt(Hd)      (the same projection rule as dot)
+
+    α and c_i as in eq. 5.  W h_j does not depend on the step, so ``precompute`` applies it
+    once per batch and each step costs one batched matrix-vector product instead of the
+    additive score's [S, A] tanh.  Same interface and shapes as :class:`BahdanauAttention`.
+    """
+
+    has_attention = True
+    static = False
+    query_projection: nn.Linear | None = None  # scores use s_{i-1} itself
+
+    def __init__(self, query_dim: int, key_dim: int, score: str) -> None:
+        super().__init__()
+        self.query_dim, self.key_dim, self.score = query_dim, key_dim, score
+        project = score == "general" or key_dim != query_dim
+        self.W = nn.Linear(key_dim, query_dim, bias=False) if project else None
+        self.scale = query_dim**-0.5 if score == "scaled_dot" else 1.0
+        self.reset_parameters()
+
+    @property
+    def context_dim(self) -> int:
+        return self.key_dim
+
+    def reset_parameters(self) -> None:
+        """W Xavier-uniform (when present)."""
+        if self.W is not None:
+            nn.init.xavier_uniform_(self.W.weight)
+
+    def precompute(self, enc: EncoderOutput) -> torch.Tensor:
+        """keys = W h_j (or h_j) for every source position [B, S, Hd]."""
+        return enc.states if self.W is None else self.W(enc.states)
+
+    def attend(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context [B, 2He], weights [B, S] float32) for the query q = s_{i-1} [B, Hd]."""
+        energies = torch.bmm(keys, q.to(keys.dtype).unsqueeze(2)).squeeze(2)  # [B, S]
+        if self.scale != 1.0:
+            energies = energies * self.scale
+        energies = torch.where(enc.mask, energies, float("-inf"))
+        weights = torch.softmax(energies, dim=-1, dtype=torch.float32)  # eq. 5
+        states = enc.states
+        context = torch.bmm(weights.to(states.dtype).unsqueeze(1), states).squeeze(1)
+        return context, weights
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.attend(query, keys, enc)
+
+
 class FixedContext(nn.Module):
     """The RNN encoder-decoder baseline: c_i = c for every step i.
 

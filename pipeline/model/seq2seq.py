@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.config import ContextType, ModelConfig
-from pipeline.model.attention import BahdanauAttention, FixedContext
+from pipeline.config import AttentionScore, ContextType, ModelConfig
+from pipeline.model.attention import BahdanauAttention, DotProductAttention, FixedContext
 from pipeline.model.decoder import Decoder, DecoderState
 from pipeline.model.encoder import Encoder, EncoderOutput
 
@@ -20,9 +20,12 @@ from pipeline.model.encoder import Encoder, EncoderOutput
 def build_context(cfg: ModelConfig) -> nn.Module:
     """The context module selected by ``cfg.context``."""
     key_dim = 2 * cfg.encoder.hidden_dim
-    if ContextType(cfg.context) == ContextType.attention:
+    if ContextType(cfg.context) == ContextType.fixed:
+        return FixedContext(key_dim)
+    score = AttentionScore(cfg.attention.score)
+    if score == AttentionScore.additive:
         return BahdanauAttention(cfg.decoder.hidden_dim, key_dim, cfg.attention.dim)
-    return FixedContext(key_dim)
+    return DotProductAttention(cfg.decoder.hidden_dim, key_dim, score.value)
 
 
 class Seq2Seq(nn.Module):

@@ -12,12 +12,13 @@ from tinydata import REPO, TINY_OVERRIDES, write_slice
 TINY = [*TINY_OVERRIDES, "train.max_minutes=null", "decode.max_len=12"]  # quick's 5-minute budget off
 
 
-def compare(tmp, data) -> subprocess.CompletedProcess:
+def compare(tmp, data, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             "bash",
             "scripts/compare.sh",
             "quick",
+            *options,
             "--out",
             str(tmp / "runs"),
             f"data.local_dir={data}",
@@ -66,3 +67,18 @@ def test_compare_writes_the_report_and_reuses_finished_work(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished") == 2
     assert again.stdout.count("is up to date") == 9  # 8 evaluations + 1 alignment export
+
+
+@pytest.mark.slow
+def test_compare_three_systems_tests_each_against_the_baseline_and_additive(tmp_path):
+    proc = compare(tmp_path, write_slice(tmp_path / "m30k"), "--models", "baseline,bahdanau,dot")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = tmp_path / "runs"
+    comparison = json.loads((runs / "report" / "comparison.json").read_text())
+    assert set(comparison["systems"]) == set(comparison["by_length"]) == {"baseline", "bahdanau", "dot"}
+    assert set(comparison["significance"]["comparisons"]) == {"bahdanau", "dot"}
+    vs_additive = comparison["significance_vs_additive"]
+    assert vs_additive["baseline"] == "bahdanau" and set(vs_additive["comparisons"]) == {"dot"}
+    assert (runs / "dot" / "align" / "test.greedy" / "index.html").exists()
+    page = (runs / "report" / "report.html").read_text()
+    assert "each system vs bahdanau" in page and "dot" in page

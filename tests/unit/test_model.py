@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from pipeline.batching import collate
 from pipeline.config import (
+    AttentionScore,
     ContextType,
     DecoderConfig,
     EncoderConfig,
@@ -22,6 +23,7 @@ from pipeline.config import (
 from pipeline.errors import UserError
 from pipeline.model import (
     BahdanauAttention,
+    DotProductAttention,
     EncoderOutput,
     FixedContext,
     Seq2Seq,
@@ -31,6 +33,8 @@ from pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 VOCAB = 30
 CONTEXTS = [ContextType.attention, ContextType.fixed]
+# every context module: the four attention scores and the fixed context of the baseline
+SYSTEMS = [*(score.value for score in AttentionScore), "baseline"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -42,16 +46,19 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def tiny_cfg(context: ContextType = ContextType.attention, dropout: float = 0.0, **dec) -> ModelConfig:
+def tiny_cfg(context: ContextType | str = ContextType.attention, dropout: float = 0.0, **dec) -> ModelConfig:
+    """A tiny model; ``context`` is a ContextType (attention = additive) or a name from SYSTEMS."""
     dec_kw = {"hidden_dim": 32, "readout_dim": 16, "tie_embeddings": True}
     dec_kw.update(dec)
+    fixed = context in (ContextType.fixed, "baseline")
+    score = AttentionScore(context) if context in {s.value for s in AttentionScore} else AttentionScore.additive
     return ModelConfig(
-        context=context,
+        context=ContextType.fixed if fixed else ContextType.attention,
         emb_dim=16,
         dropout=dropout,
         encoder=EncoderConfig(rnn=RnnType.gru, hidden_dim=16, layers=2, dropout=dropout),
         decoder=DecoderConfig(**dec_kw),
-        attention=dataclasses.replace(ModelConfig().attention, dim=24),
+        attention=dataclasses.replace(ModelConfig().attention, dim=24, score=score),
     )
 
 
@@ -95,6 +102,38 @@ def test_attention_weights_normalised_and_zero_on_padding():
         assert (w[~mask] == 0).all()
         assert (w[mask] > 0).all()
         assert torch.allclose(ctx, torch.einsum("bs,bsd->bd", w, states), atol=1e-6)
+
+
+@pytest.mark.parametrize("score", ["dot", "general", "scaled_dot"])
+def test_multiplicative_weights_normalised_and_zero_on_padding(score):
+    torch.manual_seed(0)
+    attn = DotProductAttention(query_dim=8, key_dim=6, score=score)
+    lens = torch.tensor([5, 2, 1, 4])
+    mask = torch.arange(5)[None, :] < lens[:, None]
+    states = torch.randn(4, 5, 6) * mask.unsqueeze(-1)
+    enc = EncoderOutput(states=states, mask=mask, summary=torch.randn(4, 6), first_backward=torch.randn(4, 3))
+    keys = attn.precompute(enc)
+    assert keys.shape == (4, 5, 8)  # 2He = 6 != Hd = 8: every score projects the keys to Hd
+    ctx, w = attn(torch.randn(4, 8) * 3, keys, enc)
+    assert ctx.shape == (4, 6) and torch.allclose(w.sum(-1), torch.ones(4), atol=1e-6)
+    assert (w[~mask] == 0).all() and (w[mask] > 0).all()
+    assert torch.allclose(ctx, torch.einsum("bs,bsd->bd", w, states), atol=1e-6)
+
+
+def test_scaled_dot_is_dot_over_sqrt_d_on_a_hand_built_case():
+    """Equal widths (Hd = 2He = 4): dot and scaled_dot have no parameters; energies differ by 1/sqrt(4)."""
+    states = torch.tensor([[[1.0, 0.0, 2.0, 0.0], [0.0, 1.0, 0.0, 1.0], [3.0, 3.0, 3.0, 3.0]]])
+    mask = torch.tensor([[True, True, False]])
+    enc = EncoderOutput(states=states, mask=mask, summary=torch.zeros(1, 4), first_backward=torch.zeros(1, 2))
+    q = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    dot, scaled = DotProductAttention(4, 4, "dot"), DotProductAttention(4, 4, "scaled_dot")
+    assert dot.W is None and scaled.W is None
+    energies = torch.tensor([2.0 + 1.0, 1.0 - 1.0])  # q·h_1 = 2 + 0.5*2 = 3, q·h_2 = 1 - 1 = 0
+    _, w_dot = dot(q, dot.precompute(enc), enc)
+    _, w_scaled = scaled(q, scaled.precompute(enc), enc)
+    torch.testing.assert_close(w_dot[0, :2], torch.softmax(energies, 0))
+    torch.testing.assert_close(w_scaled[0, :2], torch.softmax(energies / 2.0, 0))
+    assert w_dot[0, 2] == 0 and w_scaled[0, 2] == 0
 
 
 def test_model_attention_rows_sum_to_one_and_zero_on_padding():
@@ -153,7 +192,7 @@ def test_encoder_output_layout():
 # ---------------------------------------------------------------- padding invariance
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("context", SYSTEMS)
 @pytest.mark.parametrize("init_state", [InitState.first_backward, InitState.mean])
 def test_padding_invariance(context, init_state):
     model = make_model(tiny_cfg(context, init_state=init_state)).eval()
@@ -175,7 +214,7 @@ def test_padding_invariance(context, init_state):
 # ---------------------------------------------------------------- step vs forward
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("context", SYSTEMS)
 @pytest.mark.parametrize(
     "variant",
     [
@@ -199,7 +238,7 @@ def test_step_reproduces_forward(context, variant):
                 assert a is None
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("context", SYSTEMS)
 def test_decoder_state_index_select(context):
     model = make_model(tiny_cfg(context)).eval()
     b = batch_of(random_pairs(3, seed=5))
@@ -218,7 +257,7 @@ def test_decoder_state_index_select(context):
 # ---------------------------------------------------------------- training behaviour
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("context", SYSTEMS)
 def test_gradients_reach_every_parameter(context):
     model = make_model(tiny_cfg(context, dropout=0.1)).train()
     b = batch_of(random_pairs(6, seed=6))
@@ -230,7 +269,7 @@ def test_gradients_reach_every_parameter(context):
         assert torch.isfinite(p.grad).all(), name
 
 
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("context", SYSTEMS)
 def test_overfits_small_set(context):
     model = make_model(tiny_cfg(context), seed=1).train()
     b = batch_of(random_pairs(16, seed=7))
@@ -306,7 +345,7 @@ def _bf16_autocast_supported() -> bool:
 
 
 @pytest.mark.skipif(not _bf16_autocast_supported(), reason="bf16 autocast unsupported on this CPU build")
-@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("context", SYSTEMS)
 @pytest.mark.parametrize("rnn", [RnnType.gru, RnnType.lstm])
 def test_bf16_autocast_close_to_fp32(context, rnn):
     cfg = tiny_cfg(context)
