@@ -119,11 +119,14 @@ def _eval_mode(model: Any) -> Iterator[None]:
 
 def _log_probs(logits: torch.Tensor, forced_end: torch.Tensor) -> torch.Tensor:
     """fp32 log-softmax; PAD/BOS banned; rows in ``forced_end`` may only produce EOS."""
-    lprobs = F.log_softmax(logits.float(), dim=-1)
-    vocab = torch.arange(lprobs.size(-1), device=lprobs.device)
-    banned = (vocab == PAD_ID) | (vocab == BOS_ID)
-    not_eos = vocab != EOS_ID
-    return lprobs.masked_fill(banned | (forced_end.unsqueeze(1) & not_eos), NEG_INF)
+    lprobs = F.log_softmax(logits.float(), dim=-1)  # a fresh tensor: masked in place
+    lprobs[:, [PAD_ID, BOS_ID]] = NEG_INF
+    ended = forced_end.nonzero().squeeze(1)
+    if ended.numel():
+        eos = lprobs[ended, EOS_ID]
+        lprobs[ended] = NEG_INF
+        lprobs[ended, EOS_ID] = eos
+    return lprobs
 
 
 def _prepare(model: Any, src: torch.Tensor, src_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
