@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,9 +104,7 @@ def prepare(data_cfg: DataConfig, tok_cfg: TokenizerConfig, batch_cfg: BatchConf
     corpus = load_corpus(data_cfg)
     cache = Path(data_cfg.cache_dir)
     train = corpus["train"]
-    keep_text = [i for i, (s, t) in enumerate(zip(train["src"][:], train["tgt"][:])) if s.strip() and t.strip()]
-    texts = train.select(keep_text) if len(keep_text) < len(train) else train
-    tokenizer, tok_reused = build_tokenizer(texts["src"][:], texts["tgt"][:], tok_cfg, cache)
+    tokenizer, tok_reused = build_tokenizer(TrainText(train, "src"), TrainText(train, "tgt"), tok_cfg, cache)
     encoded, enc_reused = _encode_all(corpus, tokenizer, cache, data_cfg.num_proc)
     encoded["train"], dropped = filter_train(encoded["train"], data_cfg.max_len, data_cfg.max_ratio)
     stats = _stats(encoded, tokenizer, dropped)
@@ -116,6 +115,25 @@ def prepare(data_cfg: DataConfig, tok_cfg: TokenizerConfig, batch_cfg: BatchConf
     stats.seconds = time.perf_counter() - t0
     fp = hashlib.sha256("".join(encoded[s]._fingerprint for s in SPLITS).encode()).hexdigest()[:16]
     return PreparedData(encoded, tokenizer, stats, fp)
+
+
+@dataclass
+class TrainText:
+    """One side of the train split's non-empty pairs, streamed from Arrow in batches (re-iterable).
+
+    Holding a large corpus as Python strings would cost several times its size in memory;
+    this keeps the tokenizer's input at one batch at a time.
+    """
+
+    ds: datasets.Dataset
+    side: str
+    batch_size: int = 10_000
+
+    def __iter__(self) -> Iterator[str]:
+        for batch in self.ds.iter(batch_size=self.batch_size):
+            for s, t in zip(batch["src"], batch["tgt"]):
+                if s.strip() and t.strip():
+                    yield s if self.side == "src" else t
 
 
 def _encode_all(corpus: datasets.DatasetDict, tok: Tokenizer, cache: Path, num_proc: int) -> tuple:

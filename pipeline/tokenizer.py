@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,12 @@ def _spm_options(cfg: TokenizerConfig) -> dict:
     )
 
 
-def train_model(sentences: Sequence[str], cfg: TokenizerConfig) -> bytes:
+def train_model(sentences: Iterable[str], cfg: TokenizerConfig) -> bytes:
     """Train a sentencepiece model on ``sentences`` and return its serialized bytes.
+
+    sentencepiece holds its training sentences in memory, so only the first
+    ``cfg.train_sentences`` are used (0 = all): the bound that keeps a corpus larger than
+    memory trainable.
 
     sentencepiece's "vocabulary too large" failure is translated into a
     :class:`UserError` naming ``tokenizer.vocab_size``.
@@ -51,7 +56,9 @@ def train_model(sentences: Sequence[str], cfg: TokenizerConfig) -> bytes:
     buf = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences), model_writer=buf, **_spm_options(cfg)
+            sentence_iterator=itertools.islice(sentences, cfg.train_sentences or None),
+            model_writer=buf,
+            **_spm_options(cfg),
         )
     except RuntimeError as err:
         msg = str(err)
@@ -80,8 +87,8 @@ def text_hash(parts: Iterable[str], cfg: TokenizerConfig, tag: str) -> str:
     return h.hexdigest()[:16]
 
 
-def train_or_load(sentences: Sequence[str], cfg: TokenizerConfig, cache_dir: Path, tag: str) -> tuple[bytes, bool]:
-    """Return (model bytes, reused?) for a model trained on ``sentences``.
+def train_or_load(sentences: Iterable[str], cfg: TokenizerConfig, cache_dir: Path, tag: str) -> tuple[bytes, bool]:
+    """Return (model bytes, reused?) for a model trained on ``sentences`` (iterated twice: hash, train).
 
     The model is stored as ``cache_dir/spm/<hash>.model``, written atomically, so
     a second prepare with the same text and options reuses it.
@@ -166,18 +173,28 @@ class Tokenizer:
 
 
 def build_tokenizer(
-    train_src: Sequence[str], train_tgt: Sequence[str], cfg: TokenizerConfig, cache_dir: Path
+    train_src: Iterable[str], train_tgt: Iterable[str], cfg: TokenizerConfig, cache_dir: Path
 ) -> tuple[Tokenizer, bool]:
-    """Train (or reuse) the models on the train split only; returns (tokenizer, reused?)."""
+    """Train (or reuse) the models on the train split only; returns (tokenizer, reused?).
+
+    The texts may be lists or re-iterable streams (prepare passes streams over the Arrow
+    dataset, so a large corpus is never held as Python strings).
+    """
     if cfg.joint:
-        blob, reused = train_or_load(_interleave(train_src, train_tgt), cfg, cache_dir, "joint")
+        blob, reused = train_or_load(_Interleaved(train_src, train_tgt), cfg, cache_dir, "joint")
         model = SentencePiece(blob)
         return Tokenizer(model, model), reused
-    src_blob, r1 = train_or_load(list(train_src), cfg, cache_dir, "src")
-    tgt_blob, r2 = train_or_load(list(train_tgt), cfg, cache_dir, "tgt")
+    src_blob, r1 = train_or_load(train_src, cfg, cache_dir, "src")
+    tgt_blob, r2 = train_or_load(train_tgt, cfg, cache_dir, "tgt")
     return Tokenizer(SentencePiece(src_blob), SentencePiece(tgt_blob)), r1 and r2
 
 
-def _interleave(a: Sequence[str], b: Sequence[str]) -> list[str]:
-    return [s for pair in zip(a, b) for s in pair]
+@dataclass
+class _Interleaved:
+    """src_1, tgt_1, src_2, tgt_2, ...: re-iterable, lazy."""
 
+    a: Iterable[str]
+    b: Iterable[str]
+
+    def __iter__(self) -> Iterator[str]:
+        return (s for pair in zip(self.a, self.b) for s in pair)

@@ -138,3 +138,11 @@ def test_too_large_vocab_size_is_a_user_error_with_a_usable_bound(corpus, kind):
     assert bound, msg
     # the suggested value works
     assert len(SentencePiece(train_model(text, TokenizerConfig(type=kind, vocab_size=int(bound[1]))))) == int(bound[1])
+
+
+def test_training_uses_only_the_first_train_sentences(corpus):
+    """tokenizer.train_sentences bounds sentencepiece's in-memory input to the first N sentences."""
+    capped = train_model(iter(corpus["en"]), TokenizerConfig(vocab_size=200, train_sentences=60))
+    first = train_model(corpus["en"][:60], TokenizerConfig(vocab_size=200, train_sentences=0))
+    everything = train_model(corpus["en"], TokenizerConfig(vocab_size=200, train_sentences=0))
+    assert capped == first != everything

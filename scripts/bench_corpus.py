@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Memory and speed on a corpus larger than this machine would like to hold: prepare, then train.
+
+    python scripts/bench_corpus.py [--pairs 5000000] [--dir /tmp/bench-corpus] [--num-proc 2] [--vocab-size 8000]
+                                  [--out bench_corpus.json]
+
+Writes a synthetic parallel corpus of ``--pairs`` train pairs (Zipf-distributed pseudo-words,
+5-30 words a sentence; 1,000 val and test pairs) as plain text, then runs, each in a fresh
+process as a user would:
+
+* ``python -m pipeline.prepare data=files ...``: pairs/s (train pairs over wall time, import
+  included) and peak RSS;
+* ``python -m pipeline.train ... train.max_steps=20``: peak RSS of training on it (default
+  model, batches of 4096 tokens).
+
+Targets (issue #9): peak RSS < 3 GB in both; prepare >= 20k pairs/s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_corpus(folder: Path, pairs: int, seed: int = 0) -> None:
+    """train/val/test.{src,tgt}: random sentences; the target is a fixed word-by-word mapping of the source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    words = np.array([f"w{i}" for i in range(20_000)])
+    mapped = np.array([f"v{i}" for i in rng.permutation(20_000)])
+    for split, n in (("train", pairs), ("val", 1000), ("test", 1000)):
+        with open(folder / f"{split}.src", "w") as fs, open(folder / f"{split}.tgt", "w") as ft:
+            for start in range(0, n, 100_000):
+                m = min(100_000, n - start)
+                lengths = rng.integers(5, 31, m)
+                ids = np.minimum(rng.zipf(1.3, lengths.sum()) - 1, 19_999)
+                for row in np.split(ids, np.cumsum(lengths)[:-1]):
+                    fs.write(" ".join(words[row]) + "\n")
+                    ft.write(" ".join(mapped[row]) + "\n")
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd[:4])} failed:\n{out[-3000:]}")
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=5_000_000)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-corpus"))
+    parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--out", default="bench_corpus.json")
+    args = parser.parse_args()
+    corpus = args.dir / f"corpus-{args.pairs}"
+    if not (corpus / "test.tgt").exists():
+        t0 = time.perf_counter()
+        write_corpus(corpus, args.pairs)
+        print(f"wrote {args.pairs:,} pairs to {corpus} in {time.perf_counter() - t0:.0f}s", flush=True)
+    data = [
+        "data=files",
+        "data.src_lang=src",
+        "data.tgt_lang=tgt",
+        *(f"data.files.{split}={corpus / split}" for split in ("train", "val", "test")),
+        f"data.cache_dir={args.dir / 'cache'}",
+        f"data.num_proc={args.num_proc}",
+        f"tokenizer.vocab_size={args.vocab_size}",
+    ]
+    py = [sys.executable, "-m"]
+    prep_s, prep_rss = run_measured([*py, "pipeline.prepare", *data])
+    print(f"prepare: {prep_s:.0f}s, {args.pairs / prep_s:,.0f} pairs/s, peak RSS {prep_rss:,.0f} MB", flush=True)
+    again_s, again_rss = run_measured([*py, "pipeline.prepare", *data])
+    print(f"prepare again (cached): {again_s:.0f}s, peak RSS {again_rss:,.0f} MB", flush=True)
+    train = [*data, f"run_dir={args.dir / 'run'}", "train.max_steps=20", "train.eval_every=1000000"]
+    train += ["train.eval_max_sentences=10", "train.progress=false", "train.max_epochs=null"]
+    train_s, train_rss = run_measured([*py, "pipeline.train", *train])
+    print(f"train 20 steps (prepare cached): {train_s:.0f}s, peak RSS {train_rss:,.0f} MB", flush=True)
+    result = {
+        "pairs": args.pairs,
+        "num_proc": args.num_proc,
+        "prepare_s": prep_s,
+        "prepare_pairs_per_s": args.pairs / prep_s,
+        "prepare_peak_rss_mb": prep_rss,
+        "prepare_cached_s": again_s,
+        "prepare_cached_peak_rss_mb": again_rss,
+        "train_20_steps_s": train_s,
+        "train_peak_rss_mb": train_rss,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
