@@ -9,8 +9,9 @@
   bf16: the median over ``--repeats`` runs of ``--steps`` steps, after one warm-up run;
 * MFU: analytical FLOPs per target token (pipeline/flops.py states the formula) times
   tokens/s, over the measured peak of the same precision;
-* decoding throughput (greedy and beam-5, sentences/s) on test_2016_flickr with a trained
-  checkpoint (``--checkpoint``; default runs/m20/bahdanau/checkpoints/best.pt when present);
+* decoding throughput (greedy and beam-5, sentences/s, fp32 and under bf16 autocast) on
+  test_2016_flickr with a trained checkpoint (``--checkpoint``; default
+  runs/full/bahdanau/checkpoints/best.pt, written by ``scripts/compare.sh full``, when present);
 * padding fraction of the training batches, peak RSS and the git commit.
 
 The machine is shared and noisy: compare variants by ratios from one run, not across runs.
@@ -116,7 +117,13 @@ def decode_throughput(checkpoint: Path, repeats: int) -> dict[str, float]:
         "greedy": DecodeConfig(strategy=Strategy.greedy, batch_size=128),
         "beam5": DecodeConfig(strategy=Strategy.beam, beam_size=5, length_penalty=0.6, batch_size=64),
     }.items():
-        out[name] = len(src_ids) / median_time(lambda c=cfg: decode_sequences(restored.model, src_ids, c), repeats)
+        for suffix, bf16 in (("", False), ("_bf16", True)):
+
+            def run(c=cfg, low=bf16) -> None:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                    decode_sequences(restored.model, src_ids, c)
+
+            out[name + suffix] = len(src_ids) / median_time(run, repeats)
     return out
 
 
@@ -126,7 +133,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--checkpoint", type=Path, default=REPO / "runs/m20/bahdanau/checkpoints/best.pt")
+    parser.add_argument("--checkpoint", type=Path, default=REPO / "runs/full/bahdanau/checkpoints/best.pt")
     parser.add_argument("--variants", action="store_true", help="also the dot, general and scaled_dot attention scores")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -172,7 +179,10 @@ def main() -> None:
             f"{flops_per_token[name] / 1e6:.1f} MFLOP/token"
         )
     if decode:
-        print(f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s")
+        print(
+            f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s   "
+            f"(bf16 autocast: greedy {decode['greedy_bf16']:.1f}, beam-5 {decode['beam5_bf16']:.1f})"
+        )
     else:
         print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")
     rss = result["peak_rss_mb"]
