@@ -34,9 +34,10 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         for start in range(0, n, CHUNK_ROWS):
             rows = slice(start, start + CHUNK_ROWS)
             x = logits[rows].float()
-            lse[rows] = torch.logsumexp(x, 1)
+            row_lse = torch.logsumexp(x, 1)
+            lse[rows] = row_lse
             x_y = x.gather(1, safe_target[rows]).squeeze(1)
-            losses[rows] = lse[rows] - (1.0 - smoothing) * x_y - smoothing * x.mean(1)
+            losses[rows] = row_lse - (1.0 - smoothing) * x_y - smoothing * x.mean(1)
         ctx.save_for_backward(logits, safe_target, valid, lse)
         ctx.smoothing = smoothing
         return torch.where(valid, losses, 0.0).sum()

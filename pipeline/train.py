@@ -530,11 +530,10 @@ class Trainer:
                     p.step += 1
                     window_tok += n_tok
                     bar.update(1)
-                    if p.step % t.log_every == 0 and self.main:
+                    if p.step % t.log_every == 0 and self.main:  # the other ranks never read the window
                         tok_s = window_tok / max(time.perf_counter() - window_t0, 1e-9)
                         self._log_train(loss, gnorm, tok_s, n_tok)
                         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
-                    if p.step % t.log_every == 0:
                         window_tok, window_t0 = 0, time.perf_counter()
                     p.elapsed_s += time.perf_counter() - t0
                     if self._after_step(stop):
@@ -595,32 +594,24 @@ class Trainer:
         Under torchrun the ranks agree first: on rank 0's clock (budgets) and on whether
         any rank was asked to stop, so that all take the same branch.
         """
-        t = self.tcfg
-        elapsed, signalled = all_max(
-            [self.progress.elapsed_s, float(stop.signal or 0)] if self.main else [0.0, float(stop.signal or 0)],
-            self.world,
-            self.device,
-        )
-        self.progress.elapsed_s = elapsed
+        p, t = self.progress, self.tcfg  # progress is updated in place on every rank
+        clock = p.elapsed_s if self.main else 0.0
+        p.elapsed_s, signalled = all_max([clock, float(stop.signal or 0)], self.world, self.device)
         saved = False
-        if self.progress.step % t.eval_every == 0:
+        if p.step % t.eval_every == 0:
             self._timed(lambda: self._validate_on_main(scheduled=True))
-            p = self.progress
             if t.early_stop_patience and p.evals_without_improvement >= t.early_stop_patience:
                 p.finished = f"early stopping: no BLEU gain in {p.evals_without_improvement} validations"
             self.save()
             saved = True
-        elif t.checkpoint_every and self.progress.step % t.checkpoint_every == 0:
+        elif t.checkpoint_every and p.step % t.checkpoint_every == 0:
             self.save()
             saved = True
         if signalled:
             if not saved:
                 self.save()
             name = signal.Signals(int(signalled)).name
-            self._say(
-                f"\n{name} received: checkpoint saved at step {self.progress.step}; "
-                "run the same command again to resume"
-            )
+            self._say(f"\n{name} received: checkpoint saved at step {p.step}; run the same command again to resume")
             if self.main:
                 self.log.close()
             return True
