@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.batching import BucketBatchSampler, padding_fraction
 from pipeline.config import BatchConfig, DataConfig, TokenizerConfig
-from pipeline.data import SPLITS, load_corpus
+from pipeline.data import SPLITS, column_array, load_corpus
 from pipeline.tokenizer import UNK_ID, SentencePiece, Tokenizer, build_tokenizer
 
 DROP_REASONS = ("empty", "too_long", "ratio")
@@ -164,8 +164,8 @@ def filter_train(ds: datasets.Dataset, max_len: int, max_ratio: float) -> tuple[
     Each pair is counted under the first reason that applies, in the order of
     ``DROP_REASONS``.  Only the train split is ever filtered.
     """
-    s = np.asarray(ds["src_len"], dtype=np.int64)
-    t = np.asarray(ds["tgt_len"], dtype=np.int64)
+    s = column_array(ds, "src_len").astype(np.int64)
+    t = column_array(ds, "tgt_len").astype(np.int64)
     empty = (s == 0) | (t == 0)
     too_long = ~empty & (np.maximum(s, t) > max_len)
     ratio = ~empty & ~too_long & (np.maximum(s, t) > max_ratio * np.minimum(s, t))
@@ -178,7 +178,7 @@ def filter_train(ds: datasets.Dataset, max_len: int, max_ratio: float) -> tuple[
 
 def train_padding(train: datasets.Dataset, batch_cfg: BatchConfig) -> float:
     """Padded positions as a fraction of all positions in one epoch of bucketed train batches."""
-    src, tgt = np.asarray(train["src_len"]), np.asarray(train["tgt_len"])
+    src, tgt = column_array(train, "src_len"), column_array(train, "tgt_len")
     sampler = BucketBatchSampler(src, tgt, batch_cfg.max_tokens, batch_cfg.max_sentences, seed=0)
     return padding_fraction(sampler.batches(0), src, tgt)
 
@@ -187,8 +187,8 @@ def _stats(encoded: datasets.DatasetDict, tok: Tokenizer, dropped: dict[str, int
     stats = PrepareStats(dropped=dropped, vocab_size=len(tok.tgt) if tok.joint else len(tok.src) + len(tok.tgt))
     for split in SPLITS:
         ds = encoded[split]
-        s = np.asarray(ds["src_len"])
-        t = np.asarray(ds["tgt_len"])
+        s = column_array(ds, "src_len")
+        t = column_array(ds, "tgt_len")
         stats.pairs[split] = len(ds)
         stats.tokens[split] = {
             "src_mean": float(s.mean()),

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
 from pipeline.config import Precision, TrainAppConfig, as_plain_dict
+from pipeline.data import column_array
 from pipeline.distributed import (
     all_max,
     all_sum,
@@ -225,8 +226,8 @@ class Trainer:
         train = self.data.splits["train"]
         self.train_ds = train
         self.sampler = BucketBatchSampler(
-            np.asarray(train["src_len"]),
-            np.asarray(train["tgt_len"]),
+            column_array(train, "src_len"),
+            column_array(train, "tgt_len"),
             cfg.batch.max_tokens,
             cfg.batch.max_sentences,
             seed=self.tcfg.seed,

@@ -20,6 +20,7 @@ import torch
 
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.config import DecodeConfig
+from pipeline.data import column_array
 from pipeline.loss import smoothed_cross_entropy
 from pipeline.metrics import score_corpus
 from pipeline.search import Hypothesis, decode_sequences
@@ -62,7 +63,7 @@ def teacher_forced_stats(
     model: torch.nn.Module, val: datasets.Dataset, max_tokens: int, device: torch.device, bf16: bool
 ) -> tuple[float, float | None, float | None]:
     """(mean token NLL, mean attention entropy, mean attention mass on source EOS) over ``val``."""
-    sampler = BucketBatchSampler(val["src_len"], val["tgt_len"], max_tokens, shuffle=False)
+    sampler = BucketBatchSampler(column_array(val, "src_len"), column_array(val, "tgt_len"), max_tokens, shuffle=False)
     nll = tokens = 0.0
     ent_sum = eos_sum = rows = 0.0
     for idx in sampler.batches(0):

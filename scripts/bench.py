@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +44,7 @@ from pipeline.config import (  # noqa: E402
     TokenizerConfig,
     to_object,
 )
+from pipeline.data import column_array  # noqa: E402
 from pipeline.flops import training_flops  # noqa: E402
 from pipeline.loss import smoothed_cross_entropy  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
@@ -78,7 +78,7 @@ def train_throughput(
     model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     train = data.splits["train"]
-    sampler = BucketBatchSampler(np.asarray(train["src_len"]), np.asarray(train["tgt_len"]), 4096, 512, seed=1)
+    sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
     batches = []
     for idx in sampler.batches(0)[:steps]:
         ex = train[idx.tolist()]

@@ -13,6 +13,7 @@ from pipeline.config import DataConfig, Source
 from pipeline.data import (
     MULTI30K_ENV,
     REPO_ROOT,
+    column_array,
     find_multi30k_dir,
     load_corpus,
     normalise_columns,
@@ -327,3 +328,12 @@ def test_explicit_local_dir_without_files_is_an_error_not_a_silent_fallback(tmp_
     empty.mkdir()
     with pytest.raises(UserError, match=r"data.local_dir=.*typo holds no Multi30k files"):
         load_corpus(DataConfig(source=Source.multi30k, local_dir=str(empty), cache_dir=str(tmp_path / "cache")))
+
+
+def test_column_array_matches_the_rows_also_after_select():
+    """Length columns are read straight from Arrow, honouring a filter's index mapping."""
+    ds = datasets.Dataset.from_dict({"src_len": [5, 7, 2, 9], "tgt_len": [1, 2, 3, 4]})
+    picked = ds.select([3, 0, 2])
+    assert column_array(ds, "src_len").tolist() == [5, 7, 2, 9]
+    assert column_array(picked, "src_len").tolist() == [9, 5, 2]
+    assert column_array(picked, "tgt_len").tolist() == [row["tgt_len"] for row in picked]
