@@ -140,7 +140,7 @@ class TokenizerConfig:
     joint: bool = True
     character_coverage: float = fraction(1.0, closed_high=True)
     num_threads: int = at_least(2, 1)
-    train_sentences: int = at_least(2_000_000, 0)
+    train_sentences: int = at_least(1_000_000, 0)
 
 
 @dataclass

@@ -73,15 +73,18 @@ def train_model(sentences: Iterable[str], cfg: TokenizerConfig) -> bytes:
 
 
 def text_hash(parts: Iterable[str], cfg: TokenizerConfig, tag: str) -> str:
-    """Cache key: the training text and every option that changes the model.
+    """Cache key: the text sentencepiece is given and every option that changes the model.
 
-    ``num_threads`` is part of it: sentencepiece's unigram trainer gives (slightly)
-    different models for different thread counts, each one deterministic.
+    Only the first ``cfg.train_sentences`` lines are hashed, since only they reach the
+    trainer, and the cap itself is not part of the key: a corpus smaller than the cap
+    keeps its cached model when the cap changes.  ``num_threads`` is part of it:
+    sentencepiece's unigram trainer gives (slightly) different models for different
+    thread counts, each one deterministic.
     """
     h = hashlib.sha256()
-    opts = as_plain_dict(cfg)
+    opts = {k: v for k, v in as_plain_dict(cfg).items() if k != "train_sentences"}
     h.update(json.dumps({"opts": opts, "tag": tag, "ids": [PAD_ID, UNK_ID, BOS_ID, EOS_ID]}, sort_keys=True).encode())
-    for line in parts:
+    for line in itertools.islice(parts, cfg.train_sentences or None):
         h.update(line.encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()[:16]

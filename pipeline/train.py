@@ -62,7 +62,7 @@ from pipeline.tokenizer import PAD_ID
 from pipeline.validation import ValResult, autocast_for, validate
 
 # Config sections that must match between a checkpoint and the command resuming it.
-RESUME_MUST_MATCH = ("model", "tokenizer", "batch", "data.source", "data.src_lang", "data.tgt_lang", "train.seed")
+RESUME_MUST_MATCH = ("model", "batch", "data.source", "data.src_lang", "data.tgt_lang", "train.seed")
 
 
 @dataclass
@@ -160,13 +160,26 @@ def _lookup(cfg: dict, dotted: str):
 
 
 def check_resumable(saved: dict, current: dict, path: Path) -> None:
-    """A run can only resume with the model, data and tokenizer it was started with."""
+    """A run can only resume with the model, data and tokenizer it was started with.
+
+    The tokenizer is compared by its model bytes (``saved["tokenizer"]``), not by its
+    settings: a setting that does not change the model (e.g. a ``tokenizer.train_sentences``
+    cap above the corpus size) must not block a resume, and a changed train text must.
+    """
     for key in RESUME_MUST_MATCH:
-        if _lookup(saved, key) != _lookup(current, key):
+        if _lookup(saved["config"], key) != _lookup(current["config"], key):
             raise UserError(
-                f"{path} was trained with a different {key} ({_lookup(saved, key)} vs {_lookup(current, key)} now); "
-                "resume with the original settings or choose a new run_dir"
+                f"{path} was trained with a different {key} ({_lookup(saved['config'], key)} vs "
+                f"{_lookup(current['config'], key)} now); resume with the original settings or choose a new run_dir"
             )
+    if saved["tokenizer"] != current["tokenizer"]:
+        was, now = saved["config"]["tokenizer"], current["config"]["tokenizer"]
+        changed = ", ".join(f"tokenizer.{k}={was.get(k)} vs {now[k]} now" for k in now if was.get(k) != now[k])
+        changed = changed or "same settings, other train text"
+        raise UserError(
+            f"{path} was trained with a different sentencepiece model ({changed}); "
+            "resume with the original tokenizer settings and data or choose a new run_dir"
+        )
 
 
 class _StopRequest:
@@ -297,7 +310,7 @@ class Trainer:
         if found is None:
             return False
         path, ckpt = found
-        check_resumable(ckpt["config"], self.config_dict, path)
+        check_resumable(ckpt, {"config": self.config_dict, "tokenizer": self.tokenizer.state()}, path)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])

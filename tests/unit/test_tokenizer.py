@@ -146,3 +146,13 @@ def test_training_uses_only_the_first_train_sentences(corpus):
     first = train_model(corpus["en"][:60], TokenizerConfig(vocab_size=200, train_sentences=0))
     everything = train_model(corpus["en"], TokenizerConfig(vocab_size=200, train_sentences=0))
     assert capped == first != everything
+
+
+def test_cache_key_is_the_text_the_trainer_sees(corpus, tmp_path):
+    """A cap above the corpus size changes nothing, so it keeps the cached model; text past a binding cap is ignored."""
+    blob, _ = train_or_load(corpus["en"], TokenizerConfig(vocab_size=200), tmp_path, "joint")
+    roomy = TokenizerConfig(vocab_size=200, train_sentences=len(corpus["en"]) + 1)
+    assert train_or_load(corpus["en"], roomy, tmp_path, "joint") == (blob, True)
+    capped = TokenizerConfig(vocab_size=200, train_sentences=60)
+    assert train_or_load(corpus["en"], capped, tmp_path, "joint")[1] is False
+    assert train_or_load(corpus["en"][:60] + ["Never seen by the trainer."], capped, tmp_path, "joint")[1] is True

@@ -75,6 +75,12 @@ def test_rerun_of_a_finished_run_does_nothing_and_resume_checks_the_model(tmp_pa
     )
     with pytest.raises(UserError, match="different model"):
         train(other)
+    # the tokenizer is compared by its model: a cap above the corpus size does not block a resume
+    roomy = dataclasses.replace(cfg, tokenizer=dataclasses.replace(cfg.tokenizer, train_sentences=10**9))
+    assert train(roomy)["step"] == 4
+    other_vocab = dataclasses.replace(cfg, tokenizer=dataclasses.replace(cfg.tokenizer, vocab_size=280))
+    with pytest.raises(UserError, match=r"different sentencepiece model \(tokenizer.vocab_size=300 vs 280 now\)"):
+        train(other_vocab)
 
 
 def test_unwritable_run_dir_is_a_user_error(tmp_path, slice_dir):
