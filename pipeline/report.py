@@ -179,6 +179,31 @@ def _gallery(runs: list[Run]) -> dict | None:
     return None
 
 
+def alignment_scores(systems: dict[str, list[Run]]) -> dict:
+    """AER of each attention system on each gold set (``<run>/aer/<set>/aer.json``, written by compare.sh).
+
+    Only a score of the checkpoint the report evaluates counts (its step is the run's best
+    step); an older one is left out and named in ``stale``.
+    """
+    scores: dict = {"systems": {}, "diagonal": {}, "stale": []}
+    for name, runs in systems.items():
+        for path in sorted((runs[0].dir / "aer").glob("*/aer.json")):
+            aer = _read_json(path, "written by pipeline.align ... gold=FILE (scripts/compare.sh step 4)")
+            if aer.get("step") != runs[0].best_step:
+                scores["stale"].append(str(path))
+                continue
+            gold = path.parent.name
+            model = aer["model"]
+            scores["systems"].setdefault(name, {})[gold] = {
+                "aer": model["aer"],
+                "precision": model["precision"],
+                "recall": model["recall"],
+                "sentences": aer["sentences"],
+            }
+            scores["diagonal"][gold] = aer["diagonal_baseline"]["aer"]
+    return scores
+
+
 def _is_additive(run: Run) -> bool:
     """Bahdanau's additive score (checkpoints from before the score variants have no ``score`` key)."""
     model = run.config.get("model", {})
@@ -207,6 +232,7 @@ def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[
         if additive is not None and len(systems) > 2
         else None,
         "by_length": {k: v[0].eval["by_length"] for k, v in systems.items()},
+        "alignment": alignment_scores(systems),
         "signatures": runs[0].eval["signatures"],
         "manifest": {str(r.dir): {**r.manifest, "config": r.config} for r in runs},
     }
@@ -233,6 +259,8 @@ def report(cfg: ReportAppConfig) -> dict:
         {"id": i, "src": srcs[i], "ref": refs[i], "hyps": {k: v[0].hyps[i] for k, v in systems.items()}}
         for i in pick_examples(srcs, cfg.examples)
     ]
+    for path in comparison["alignment"]["stale"]:
+        print(f"warning: {path} scores an older checkpoint than best.pt; left out (re-run scripts/compare.sh)")
     gallery = _gallery([r for r in runs if r.has_attention])
     write_atomic(out / "comparison.json", json.dumps(comparison, indent=2, ensure_ascii=False) + "\n")
     write_atomic(out / "report.md", render_markdown(comparison, examples, gallery, out))

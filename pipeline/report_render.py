@@ -22,26 +22,57 @@ def _pm(value: float | None, ci: float | None, sd: float | None = None) -> str:
 
 
 def result_rows(comparison: dict) -> list[list[str]]:
-    """Header and one row per system: scores with 95% CIs, size, time, p-value vs the baseline."""
+    """Header and one row per system: scores with 95% CIs, size, time, p-values vs the baseline (and additive)."""
     sig = comparison.get("significance") or {}
-    rows = [
-        ["system", "BLEU", "chrF", "TER", "params", "train min", "best step", "p (BLEU) vs " + sig.get("baseline", "–")]
-    ]
+    vs_additive = comparison.get("significance_vs_additive") or {}
+    header = ["system", "BLEU", "chrF", "TER", "params", "train min", "best step"]
+    header.append("p (BLEU) vs " + sig.get("baseline", "–"))
+    rows = [header + (["p (BLEU) vs " + vs_additive["baseline"]] if vs_additive else [])]
     for name, s in comparison["systems"].items():
-        p = (sig.get("comparisons") or {}).get(name, {}).get("bleu_p_value")
-        rows.append(
-            [
-                name,
-                _pm(s["bleu"], s.get("bleu_ci95"), s.get("bleu_sd")),
-                _pm(s["chrf"], s.get("chrf_ci95"), s.get("chrf_sd")),
-                _pm(s["ter"], s.get("ter_ci95"), s.get("ter_sd")),
-                f"{s['params']:,}",
-                f"{s['train_minutes']:.1f}",
-                str(s["best_step"]),
-                "baseline" if name == sig.get("baseline") else ("–" if p is None else f"{p:.4f}"),
-            ]
-        )
+        row = [
+            name,
+            _pm(s["bleu"], s.get("bleu_ci95"), s.get("bleu_sd")),
+            _pm(s["chrf"], s.get("chrf_ci95"), s.get("chrf_sd")),
+            _pm(s["ter"], s.get("ter_ci95"), s.get("ter_sd")),
+            f"{s['params']:,}",
+            f"{s['train_minutes']:.1f}",
+            str(s["best_step"]),
+            _p_cell(sig, name),
+        ]
+        rows.append(row + ([_p_cell(vs_additive, name)] if vs_additive else []))
     return rows
+
+
+def _p_cell(sig: dict, name: str) -> str:
+    if name == sig.get("baseline"):
+        return "(itself)"
+    p = (sig.get("comparisons") or {}).get(name, {}).get("bleu_p_value")
+    return "–" if p is None else f"{p:.4f}"
+
+
+def alignment_rows(comparison: dict) -> list[list[str]] | None:
+    """AER (precision / recall) per attention system and gold set, and the diagonal baseline; None without scores."""
+    scores = comparison.get("alignment") or {}
+    if not scores.get("systems"):
+        return None
+    golds = sorted(scores["diagonal"])
+    rows = [["system"] + [f"{g}: AER (P / R)" for g in golds]]
+    for name, by_gold in scores["systems"].items():
+        cells = []
+        for g in golds:
+            a = by_gold.get(g)
+            cells.append("–" if a is None else f"{a['aer']:.3f} ({a['precision']:.3f} / {a['recall']:.3f})")
+        rows.append([name] + cells)
+    rows.append(["diagonal (no model)"] + [f"{scores['diagonal'][g]:.3f}" for g in golds])
+    return rows
+
+
+ALIGNMENT_NOTE = (
+    "Alignment error rate (Och & Ney 2003; lower is better) of the attention when force-decoding "
+    "the reference of each human gold set: every target word links to its highest-weight source "
+    "word. The gold sets are out of domain for a Multi30k model. The diagonal row links target "
+    "word t (0-based) to source word floor((t + 0.5) |src| / |tgt|), ignoring the model."
+)
 
 
 def length_rows(comparison: dict) -> list[list[str]]:
@@ -110,6 +141,11 @@ def render_markdown(comparison: dict, examples: list[dict], gallery: dict | None
         "",
         "![validation BLEU against steps and minutes](training_curves.png)",
         "",
+    ]
+    aer = alignment_rows(comparison)
+    if aer:
+        parts += ["## Alignment error rate", "", _md_table(aer), "", ALIGNMENT_NOTE, ""]
+    parts += [
         "## Examples",
         "",
     ]
@@ -187,6 +223,8 @@ def render_html(
         json.dumps({k: v["config"] for k, v in comparison["manifest"].items()}, indent=2, ensure_ascii=False)
     )
     systems = " ".join(f'<span class="system">{html.escape(k)}</span>' for k in comparison["systems"])
+    aer = alignment_rows(comparison)
+    aer_html = f"<h2>Alignment error rate</h2>{_html_table(aer)}<p>{html.escape(ALIGNMENT_NOTE)}</p>" if aer else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(_heading(comparison))}</title><style>{_CSS}</style></head>
@@ -200,6 +238,7 @@ def render_html(
 {_html_table(length_rows(comparison))}
 <h2>Training curves</h2>
 {img("training_curves.png", "validation BLEU against steps and minutes")}
+{aer_html}
 <h2>Examples</h2>
 {"".join(ex_html)}
 {gallery_html}

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Attention vs no attention, end to end, on the default corpus (Multi30k de->en):
 #
-#   scripts/compare.sh [quick|full|variants] [--models a,b,...] [--seeds 1,2,3] [--out DIR] [Hydra overrides]
+#   scripts/compare.sh [quick|full|variants] [--models a,b,...] [--seeds 1,2,3] [--out DIR] [--gold DIR|none]
+#                      [Hydra overrides]
 #
 # 1. prepares the data; 2. trains the models (default bahdanau,baseline; the variants preset:
 # baseline,bahdanau,dot,general,scaled_dot, i.e. every attention score of conf/model/) with one
 # Hydra multirun sweep (same data, tokenizer, budget and seed; several seeds with --seeds); 3. evaluates the
 # best checkpoint of each on val and test, greedy and beam-5; 4. exports alignments of 20
-# test sentences; 5. writes the report (DIR/report/report.html).
+# test sentences and scores the attention against every gold alignment set of the run's language
+# pair (AER; --gold DIR: folders NAME-L1-L2/ holding test.L1, test.L2 and gold.talp; default
+# ../shared/data/alignment beside the repo when it exists; a failed AER only warns); 5. writes
+# the report (DIR/report/report.html).
 # Everything goes under DIR (default runs/<preset>/).  Running it again resumes unfinished
 # training and reuses finished runs, evaluations and exports.
 set -euo pipefail
@@ -19,6 +23,7 @@ out="runs/$preset"
 models=bahdanau,baseline
 [ "$preset" = variants ] && models=baseline,bahdanau,dot,general,scaled_dot
 seeds=""
+gold=""
 overrides=()
 decode_overrides=()  # decode.* settings (e.g. decode.max_len) also apply to evaluation and alignment
 while [ $# -gt 0 ]; do
@@ -26,10 +31,16 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
+    --gold) gold=$2; shift 2 ;;
     decode.*) overrides+=("$1"); decode_overrides+=("$1"); shift ;;
     *) overrides+=("$1"); shift ;;
   esac
 done
+if [ -z "$gold" ]; then
+  gold=none; [ -d ../shared/data/alignment ] && gold=../shared/data/alignment
+elif [ "$gold" != none ]; then  # like --out, relative to the repository root
+  [ -d "$gold" ] || { echo "error: --gold $gold is not a folder; give the folder of NAME-L1-L2/ gold sets, or --gold none" >&2; exit 2; }
+fi
 if [ -n "$seeds" ]; then
   sweep=("train.seed=$seeds" "run_dir=$out/\${model.name}-seed\${train.seed}")
 else
@@ -62,15 +73,36 @@ for run in "${runs[@]}"; do
   done
 done
 
-echo "== 4/5 alignments of 20 test sentences (attention models)"
+up_to_date() {  # $1 was written after the run's best checkpoint
+  if [ -f "$1" ] && [ "$1" -nt "$2/checkpoints/best.pt" ]; then
+    echo "   $1 is up to date"
+    return 0
+  fi
+  return 1
+}
+
+echo "== 4/5 alignments of 20 test sentences and AER on gold alignments (attention models)"
 for run in "${runs[@]}"; do
   grep -q "^  context: attention" "$run/config.yaml" || continue
-  page="$run/align/test.greedy/index.html"
-  if [ -f "$page" ] && [ "$page" -nt "$run/checkpoints/best.pt" ]; then
-    echo "   $page is up to date"
-    continue
-  fi
-  "$PY" -m pipeline.align "checkpoint=$run/checkpoints/best.pt" split=test num=20 formats=[png,svg] "${decode_overrides[@]}"
+  ckpt="$run/checkpoints/best.pt"
+  up_to_date "$run/align/test.greedy/index.html" "$run" ||
+    "$PY" -m pipeline.align "checkpoint=$ckpt" split=test num=20 formats=[png,svg] "${decode_overrides[@]}"
+  [ "$gold" != none ] || continue
+  read -r src tgt < <("$PY" -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1]))["data"]; print(d["src_lang"], d["tgt_lang"])' "$run/config.yaml")
+  scored=0
+  for gold_dir in "$gold"/*-*-*/; do
+    gold_dir=${gold_dir%/}
+    name=$(basename "$gold_dir")
+    first=${name%-*}; first=${first##*-}  # NAME-L1-L2: the gold's i indexes L1
+    [ -f "$gold_dir/gold.talp" ] && [ -f "$gold_dir/test.$src" ] && [ -f "$gold_dir/test.$tgt" ] || continue
+    scored=$((scored + 1))
+    up_to_date "$run/aer/$name/aer.json" "$run" && continue
+    source_first=false; [ "$first" = "$src" ] && source_first=true
+    "$PY" -m pipeline.align "checkpoint=$ckpt" "src_file=$gold_dir/test.$src" "ref_file=$gold_dir/test.$tgt" \
+      "gold=$gold_dir/gold.talp" "gold_source_first=$source_first" num=5 "out=$run/aer/$name" ||
+      echo "warning: AER of $run on $name failed (see above); the report goes on without it" >&2
+  done
+  [ "$scored" -gt 0 ] || echo "   no gold alignment set in $gold for $src-$tgt: no AER for $run"
 done
 
 echo "== 5/5 report"

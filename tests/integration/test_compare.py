@@ -10,6 +10,7 @@ from clirun import render_in_chromium
 from tinydata import REPO, TINY_OVERRIDES, write_slice
 
 TINY = [*TINY_OVERRIDES, "train.max_minutes=null", "decode.max_len=12"]  # quick's 5-minute budget off
+GOLD = REPO.parent / "shared" / "data" / "alignment"  # europarl-de-en/ and hansards-en-fr/
 
 
 def compare(tmp, data, *options: str) -> subprocess.CompletedProcess:
@@ -19,6 +20,8 @@ def compare(tmp, data, *options: str) -> subprocess.CompletedProcess:
             "scripts/compare.sh",
             "quick",
             *options,
+            "--gold",
+            str(GOLD),
             "--out",
             str(tmp / "runs"),
             f"data.local_dir={data}",
@@ -66,7 +69,7 @@ def test_compare_writes_the_report_and_reuses_finished_work(tmp_path):
     again = compare(tmp_path, data)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished") == 2
-    assert again.stdout.count("is up to date") == 9  # 8 evaluations + 1 alignment export
+    assert again.stdout.count("is up to date") == 10  # 8 evaluations, 1 alignment export, 1 AER (europarl-de-en)
 
 
 @pytest.mark.slow
@@ -82,3 +85,8 @@ def test_compare_three_systems_tests_each_against_the_baseline_and_additive(tmp_
     assert (runs / "dot" / "align" / "test.greedy" / "index.html").exists()
     page = (runs / "report" / "report.html").read_text()
     assert "each system vs bahdanau" in page and "dot" in page
+    # AER on the gold set of the run's pair (europarl-de-en; hansards-en-fr is another pair), every attention system
+    aer = comparison["alignment"]
+    assert set(aer["systems"]) == {"bahdanau", "dot"} and set(aer["diagonal"]) == {"europarl-de-en"}
+    assert all(0.0 <= s["europarl-de-en"]["aer"] <= 1.0 for s in aer["systems"].values())
+    assert "<h2>Alignment error rate</h2>" in page
