@@ -164,7 +164,8 @@ def check_resumable(saved: dict, current: dict, path: Path) -> None:
 
     The tokenizer is compared by its model bytes (``saved["tokenizer"]``), not by its
     settings: a setting that does not change the model (e.g. a ``tokenizer.train_sentences``
-    cap above the corpus size) must not block a resume, and a changed train text must.
+    cap above the corpus size) must not block a resume, and anything that does change it
+    (a setting, the part of the train text sentencepiece sees, its version) must.
     """
     for key in RESUME_MUST_MATCH:
         if _lookup(saved["config"], key) != _lookup(current["config"], key):
@@ -175,7 +176,7 @@ def check_resumable(saved: dict, current: dict, path: Path) -> None:
     if saved["tokenizer"] != current["tokenizer"]:
         was, now = saved["config"]["tokenizer"], current["config"]["tokenizer"]
         changed = ", ".join(f"tokenizer.{k}={was.get(k)} vs {now[k]} now" for k in now if was.get(k) != now[k])
-        changed = changed or "same settings, other train text"
+        changed = changed or "same settings: the train text or the sentencepiece version differs"
         raise UserError(
             f"{path} was trained with a different sentencepiece model ({changed}); "
             "resume with the original tokenizer settings and data or choose a new run_dir"

@@ -49,11 +49,12 @@ def write_corpus(folder: Path, pairs: int, seed: int = 0) -> None:
                     ft.write(" ".join(mapped[row]) + "\n")
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and all its descendants now (Linux /proc), in MB.
+def tree_pss_mb(root: int) -> float:
+    """Memory of ``root`` and all its descendants now (Linux /proc), in MB: the sum of their PSS.
 
     ``ru_maxrss`` is the peak of the single largest process; with ``data.num_proc`` encoding
-    workers the machine holds their sum, which is what the target is about.
+    workers the machine holds more.  Summing RSS would count pages shared after fork and
+    memory-mapped Arrow files once per process; PSS splits each shared page among its users.
     """
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -68,17 +69,18 @@ def tree_rss_mb(root: int) -> float:
         kids = [child for child, parent in parents.items() if parent == pid]
         tree.update(kids)
         frontier.extend(kids)
-    pages = 0
+    kb = 0
     for pid in tree:
         try:
-            pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
             continue
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        kb += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return kb / 1024
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS of the largest process, peak RSS summed over the process tree) in MB.
+    """(wall seconds, peak RSS of the largest process, peak PSS summed over the process tree) in MB.
 
     The summed peak is sampled every 0.2 s, so a spike shorter than that can be missed.
     """
@@ -90,7 +92,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float, float]:
     def sample() -> None:
         nonlocal peak_tree
         while not done.wait(0.2):
-            peak_tree = max(peak_tree, tree_rss_mb(proc.pid))
+            peak_tree = max(peak_tree, tree_pss_mb(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -130,19 +132,19 @@ def main() -> None:
     prep_s, prep_rss, prep_tree = run_measured([*py, "pipeline.prepare", *data])
     print(
         f"prepare: {prep_s:.0f}s, {args.pairs / prep_s:,.0f} pairs/s, peak RSS {prep_rss:,.0f} MB "
-        f"(all processes together {prep_tree:,.0f} MB)",
+        f"(PSS of all processes together {prep_tree:,.0f} MB)",
         flush=True,
     )
     again_s, again_rss, again_tree = run_measured([*py, "pipeline.prepare", *data])
-    print(f"prepare again (cached): {again_s:.0f}s, peak RSS {again_rss:,.0f} MB ({again_tree:,.0f} MB)", flush=True)
+    print(f"prepare again (cached): {again_s:.0f}s, peak RSS {again_rss:,.0f} MB (PSS {again_tree:,.0f} MB)")
     train = [*data, f"run_dir={args.dir / 'run'}", "train.max_steps=20", "train.eval_every=1000000"]
     train += ["train.eval_max_sentences=10", "train.progress=false", "train.max_epochs=null"]
     train_s, train_rss, train_tree = run_measured([*py, "pipeline.train", *train])
     print(
-        f"train 20 steps (prepare cached): {train_s:.0f}s, peak RSS {train_rss:,.0f} MB ({train_tree:,.0f} MB)",
+        f"train 20 steps (prepare cached): {train_s:.0f}s, peak RSS {train_rss:,.0f} MB (PSS {train_tree:,.0f} MB)",
         flush=True,
     )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
     result = {
         "commit": commit.stdout.strip() or None,
         "pairs": args.pairs,
@@ -150,13 +152,13 @@ def main() -> None:
         "prepare_s": prep_s,
         "prepare_pairs_per_s": args.pairs / prep_s,
         "prepare_peak_rss_mb": prep_rss,
-        "prepare_peak_rss_all_processes_mb": prep_tree,
+        "prepare_peak_pss_all_processes_mb": prep_tree,
         "prepare_cached_s": again_s,
         "prepare_cached_peak_rss_mb": again_rss,
-        "prepare_cached_peak_rss_all_processes_mb": again_tree,
+        "prepare_cached_peak_pss_all_processes_mb": again_tree,
         "train_20_steps_s": train_s,
         "train_peak_rss_mb": train_rss,
-        "train_peak_rss_all_processes_mb": train_tree,
+        "train_peak_pss_all_processes_mb": train_tree,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
