@@ -88,6 +88,11 @@ class AttentionScore(str, Enum):
     scaled_dot = "scaled_dot"  # sᵀ h / sqrt(d)
 
 
+class AttentionPlacement(str, Enum):
+    bahdanau = "bahdanau"  # query s_{i-1}; c_i feeds the GRU step (eq. 4)
+    luong = "luong"  # query s_i after the step; h̃_i = tanh(W_c [c_i; s_i]) feeds the output (Luong eq. 5)
+
+
 class InitState(str, Enum):
     first_backward = "first_backward"
     mean = "mean"
@@ -170,6 +175,7 @@ class DecoderConfig:
 @dataclass
 class AttentionConfig:
     score: AttentionScore = AttentionScore.additive
+    placement: AttentionPlacement = AttentionPlacement.bahdanau
     dim: int = at_least(512, 1)
 
 
@@ -362,6 +368,7 @@ __all__: list[str] = [
     "Split",
     "TranslateAppConfig",
     "AttentionConfig",
+    "AttentionPlacement",
     "AttentionScore",
     "BatchConfig",
     "ContextType",

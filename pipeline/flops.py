@@ -12,6 +12,9 @@ Per target token (decoder; C = 2He):
     deep output   2 * (Hd + E + C) * P * R       P = 2 for maxout, 1 for tanh
     projection    2 * R * V
     attention     2 * Hd * A                     W_a s_{i-1}
+  Luong's placement instead (model.attention.placement=luong):
+    GRU           2 * 3 * (E + Hd) * Hd          the context is not a GRU input
+    h̃             2 * (C + Hd) * R               tanh(W_c [c_i; s_i]), no maxout
 Per (target, source) pair, attention only:
     2 * A + 2 * C                                additive: v_a . tanh(...) and sum_j alpha_ij h_j
     2 * Hd + 2 * C                               dot, general, scaled_dot: s . k_j and sum_j alpha_ij h_j
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.config import AttentionScore, ContextType, ModelConfig, Readout, RnnType
+from pipeline.config import AttentionPlacement, AttentionScore, ContextType, ModelConfig, Readout, RnnType
 
 
 def training_flops(cfg: ModelConfig, tgt_vocab: int, src_lens: Sequence[int], tgt_lens: Sequence[int]) -> float:
@@ -36,10 +39,14 @@ def training_flops(cfg: ModelConfig, tgt_vocab: int, src_lens: Sequence[int], tg
     gates = 4 if RnnType(cfg.encoder.rnn) is RnnType.lstm else 3
     pieces = 2 if Readout(cfg.decoder.readout) is Readout.maxout else 1
     enc_per_src = sum(2 * 2 * gates * ((e if layer == 0 else c) + he) * he for layer in range(cfg.encoder.layers))
-    dec_per_tgt = 2 * 3 * (e + c + hd) * hd + 2 * (hd + e + c) * pieces * r + 2 * r * tgt_vocab
+    attention = ContextType(cfg.context) is ContextType.attention
+    if attention and AttentionPlacement(cfg.attention.placement) is AttentionPlacement.luong:
+        dec_per_tgt = 2 * 3 * (e + hd) * hd + 2 * (c + hd) * r + 2 * r * tgt_vocab
+    else:
+        dec_per_tgt = 2 * 3 * (e + c + hd) * hd + 2 * (hd + e + c) * pieces * r + 2 * r * tgt_vocab
     n_src, n_tgt = sum(src_lens), sum(tgt_lens)
     forward = enc_per_src * n_src + dec_per_tgt * n_tgt + 2 * c * hd * len(src_lens)
-    if ContextType(cfg.context) is ContextType.attention:
+    if attention:
         pairs = sum(s * t for s, t in zip(src_lens, tgt_lens))
         score = AttentionScore(cfg.attention.score)
         if score is AttentionScore.additive:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
 from pipeline.config import (  # noqa: E402
+    AttentionPlacement,
     AttentionScore,
     BatchConfig,
     ContextType,
@@ -69,12 +70,14 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
 
 
 def train_throughput(
-    data, context: ContextType, bf16: bool, steps: int, repeats: int, score: str = "additive"
+    data, context: ContextType, bf16: bool, steps: int, repeats: int, score: str = "additive", luong: bool = False
 ) -> tuple[float, float]:
     """(median target tokens/s, FLOPs per target token) of full training steps."""
     torch.manual_seed(0)
     cfg = ModelConfig(name=context.value, context=context)
     cfg.attention.score = AttentionScore(score)
+    if luong:  # conf/model/luong.yaml
+        cfg.attention.placement = AttentionPlacement.luong
     model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     train = data.splits["train"]
@@ -134,20 +137,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint", type=Path, default=REPO / "runs/full/bahdanau/checkpoints/best.pt")
-    parser.add_argument("--variants", action="store_true", help="also the dot, general and scaled_dot attention scores")
+    parser.add_argument(
+        "--variants", action="store_true", help="also the dot, general and scaled_dot scores and Luong's placement"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
     tokens, mfu, flops_per_token = {}, {}, {}
-    systems = [("bahdanau", ContextType.attention, "additive"), ("baseline", ContextType.fixed, "additive")]
+    attention = ContextType.attention
+    systems = [("bahdanau", attention, "additive", False), ("baseline", ContextType.fixed, "additive", False)]
     if args.variants:
-        systems += [(score, ContextType.attention, score) for score in ("dot", "general", "scaled_dot")]
-    for name, context, score in systems:
+        systems += [(score, attention, score, False) for score in ("dot", "general", "scaled_dot")]
+        systems.append(("luong", attention, "general", True))
+    for name, context, score, luong in systems:
         tokens[name], mfu[name] = {}, {}
         for precision in ("fp32", "bf16"):
-            tok_s, fpt = train_throughput(data, context, precision == "bf16", args.steps, args.repeats, score)
+            bf16 = precision == "bf16"
+            tok_s, fpt = train_throughput(data, context, bf16, args.steps, args.repeats, score, luong)
             tokens[name][precision] = tok_s
             mfu[name][precision] = tok_s * fpt / (peak[precision] * 1e9)
             flops_per_token[name] = fpt

@@ -7,7 +7,9 @@ Both share one interface, so the decoder never knows which one it holds::
 
 ``has_attention`` tells callers whether ``weights`` is a tensor or None; ``static``
 tells the decoder that the context does not depend on the step, so that it can be
-hoisted out of the recurrence.
+hoisted out of the recurrence.  The attention modules also have ``attend_all``, the
+same function for the queries of all T steps at once, for Luong's placement, where the
+queries (s_i) do not depend on the attention and so are all known before it runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,22 @@ import torch
 from torch import nn
 
 from pipeline.model.encoder import EncoderOutput
+
+ADDITIVE_CHUNK_ELEMENTS = 1 << 25  # attend_all bounds its [B, t, S, A] tanh input to this many elements
+
+
+def _normalise(energies: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked softmax of ``energies`` [B, S] or [B, T, S] (eq. 5) and the context Σ_j α_ij h_j.
+
+    The softmax runs in float32 even under low-precision autocast; masked energies are
+    -inf, so padded positions get exactly 0 weight.  Returns (context [B, (T,) 2He], α float32).
+    """
+    mask = enc.mask if energies.dim() == 2 else enc.mask.unsqueeze(1)
+    weights = torch.softmax(torch.where(mask, energies, float("-inf")), dim=-1, dtype=torch.float32)
+    states = enc.states
+    w = weights.to(states.dtype)
+    context = torch.bmm(w.unsqueeze(1), states).squeeze(1) if w.dim() == 2 else torch.bmm(w, states)
+    return context, weights
 
 
 class BahdanauAttention(nn.Module):
@@ -72,11 +90,25 @@ class BahdanauAttention(nn.Module):
         positions get exactly 0 weight.
         """
         energies = torch.matmul(torch.tanh(keys + q.unsqueeze(1)), self.v_a.to(keys.dtype))  # [B, S]  eq. 6
-        energies = torch.where(enc.mask, energies, float("-inf"))
-        weights = torch.softmax(energies, dim=-1, dtype=torch.float32)  # eq. 5
-        states = enc.states
-        context = torch.bmm(weights.to(states.dtype).unsqueeze(1), states).squeeze(1)  # [B, 2He]
-        return context, weights
+        return _normalise(energies, enc)
+
+    def attend_all(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`attend` for the projected queries of all steps, q [B, T, A]: (context [B, T, 2He], α [B, T, S]).
+
+        The [B, T, S, A] tanh input is built a chunk of steps at a time, at most
+        ``ADDITIVE_CHUNK_ELEMENTS`` elements, so long batches do not need gigabytes.
+        """
+        b, t, a = q.shape
+        step = max(1, ADDITIVE_CHUNK_ELEMENTS // max(1, b * keys.shape[1] * a))
+        v = self.v_a.to(keys.dtype)
+        energies = torch.cat(
+            [
+                torch.matmul(torch.tanh(keys.unsqueeze(1) + chunk.to(keys.dtype).unsqueeze(2)), v)
+                for chunk in q.split(step, dim=1)
+            ],
+            dim=1,
+        )  # [B, T, S]  eq. 6
+        return _normalise(energies, enc)
 
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput
@@ -128,11 +160,14 @@ class DotProductAttention(nn.Module):
         energies = torch.bmm(keys, q.to(keys.dtype).unsqueeze(2)).squeeze(2)  # [B, S]
         if self.scale != 1.0:
             energies = energies * self.scale
-        energies = torch.where(enc.mask, energies, float("-inf"))
-        weights = torch.softmax(energies, dim=-1, dtype=torch.float32)  # eq. 5
-        states = enc.states
-        context = torch.bmm(weights.to(states.dtype).unsqueeze(1), states).squeeze(1)
-        return context, weights
+        return _normalise(energies, enc)
+
+    def attend_all(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`attend` for the queries of all steps, q [B, T, Hd]: one batched GEMM for every score."""
+        energies = torch.bmm(q.to(keys.dtype), keys.transpose(1, 2))  # [B, T, S]
+        if self.scale != 1.0:
+            energies = energies * self.scale
+        return _normalise(energies, enc)
 
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput

@@ -74,6 +74,46 @@ def _cast_for_autocast(w: torch.Tensor) -> torch.Tensor:
     return w
 
 
+def initial_state(W_s: nn.Linear, enc: EncoderOutput, mode: InitState) -> torch.Tensor:
+    """s_0 = tanh(W_s h̄) [B, Hd] (appendix A.2.2); h̄ = ←h_1 or the masked mean of h_j, by ``mode``."""
+    if mode == InitState.first_backward:
+        h = enc.first_backward
+    else:  # masked mean; annotations are exactly 0 at padded positions
+        h = enc.states.sum(1) / enc.mask.sum(1, keepdim=True).to(enc.states.dtype)
+    return torch.tanh(W_s(h))
+
+
+def check_tied_output(cfg: ModelConfig) -> None:
+    """W_o can share the embedding matrix only when the layer before it is E wide."""
+    rd = cfg.decoder.readout_dim
+    if cfg.decoder.tie_embeddings and rd != cfg.emb_dim:
+        raise UserError(
+            f"model.decoder.readout_dim={rd} must equal model.emb_dim={cfg.emb_dim} when "
+            "model.decoder.tie_embeddings is true (W_o shares the embedding matrix); "
+            "set model.decoder.readout_dim to model.emb_dim or model.decoder.tie_embeddings=false"
+        )
+
+
+def init_input_dim(cfg: ModelConfig) -> int:
+    """Width of h̄ in s_0 = tanh(W_s h̄): He for ←h_1, 2He for the mean of the annotations."""
+    first = InitState(cfg.decoder.init_state) == InitState.first_backward
+    return cfg.encoder.hidden_dim if first else 2 * cfg.encoder.hidden_dim
+
+
+def gru_update(gi: torch.Tensor, gh_rz: torch.Tensor, gh_n: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """GRU update from the input part ``gi`` [B, 3Hd] and recurrent parts ``gh_rz`` [B, 2Hd], ``gh_n`` [B, Hd].
+
+    Gate order r, z, n as in ``torch.nn.GRUCell``:
+    r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r ⊙ gh_n), s' = (1 - z) ⊙ n + z ⊙ s.
+    (``split`` rather than slicing: its backward is one cat, not a zero-fill per slice.)
+    """
+    hd = gh_n.shape[-1]
+    gi_rz, gi_n = gi.split([2 * hd, hd], 1)
+    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, 1)
+    n = torch.tanh(torch.addcmul(gi_n, r, gh_n))
+    return torch.lerp(n, s, z)
+
+
 class Decoder(nn.Module):
     """Conditional GRU decoder; ``context_module`` is :class:`BahdanauAttention` or :class:`FixedContext`."""
 
@@ -88,18 +128,11 @@ class Decoder(nn.Module):
         self.init_mode = InitState(d.init_state)
         self.readout_mode = Readout(d.readout)
         self.readout_state = ReadoutState(d.readout_state)
-        if d.tie_embeddings and rd != cfg.emb_dim:
-            raise UserError(
-                f"model.decoder.readout_dim={rd} must equal model.emb_dim={cfg.emb_dim} when "
-                "model.decoder.tie_embeddings is true (W_o shares the embedding matrix); "
-                "set model.decoder.readout_dim to model.emb_dim or model.decoder.tie_embeddings=false"
-            )
-
+        check_tied_output(cfg)
         self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(cfg.dropout)
         self.context = context_module
-        init_in = cfg.encoder.hidden_dim if self.init_mode == InitState.first_backward else cd
-        self.W_s = nn.Linear(init_in, hd)
+        self.W_s = nn.Linear(init_input_dim(cfg), hd)
         # GRU(s_{i-1}, [E y ; c]) with the input weight split into its E y and c columns.
         self.weight_ie = nn.Parameter(torch.empty(3 * hd, cfg.emb_dim))
         self.weight_ic = nn.Parameter(torch.empty(3 * hd, cd))
@@ -142,23 +175,11 @@ class Decoder(nn.Module):
 
     def initial_state(self, enc: EncoderOutput) -> torch.Tensor:
         """s_0 = tanh(W_s h̄) [B, Hd] (appendix A.2.2)."""
-        if self.init_mode == InitState.first_backward:
-            h = enc.first_backward
-        else:  # masked mean; annotations are exactly 0 at padded positions
-            h = enc.states.sum(1) / enc.mask.sum(1, keepdim=True).to(enc.states.dtype)
-        return torch.tanh(self.W_s(h))
+        return initial_state(self.W_s, enc, self.init_mode)
 
     def _cell(self, gi: torch.Tensor, gh_rz: torch.Tensor, gh_n: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """GRU update from the input part ``gi`` [B, 3Hd] and recurrent parts ``gh_rz`` [B, 2Hd], ``gh_n`` [B, Hd].
-
-        Gate order r, z, n as in ``torch.nn.GRUCell``:
-        r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r ⊙ gh_n), s' = (1 - z) ⊙ n + z ⊙ s.
-        (``split`` rather than slicing: its backward is one cat, not a zero-fill per slice.)
-        """
-        gi_rz, gi_n = gi.split(self._rz_n, 1)
-        r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, 1)
-        n = torch.tanh(torch.addcmul(gi_n, r, gh_n))
-        return torch.lerp(n, s, z)
+        """:func:`gru_update`."""
+        return gru_update(gi, gh_rz, gh_n, s)
 
     def _project(self, pre: torch.Tensor) -> torch.Tensor:
         """t̃ [..., pieces*R] -> maxout/tanh -> dropout -> W_o -> logits [..., V]."""

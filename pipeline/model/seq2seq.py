@@ -3,7 +3,9 @@
 The two differ only in the decoder's context module (``cfg.context``): attention
 recomputes c_i at every step (eqs. 5-6), the baseline fixes c_i = c (appendix A.2.2).
 Everything else (encoder, decoder recurrence, deep output, initialisation) is shared,
-so parameter counts differ only by the attention's W_a, U_a, v_a.
+so parameter counts differ only by the attention's W_a, U_a, v_a.  With
+``model.attention.placement=luong`` the attention model's decoder is
+:class:`LuongDecoder` instead (query s_i, attentional hidden state h̃_i).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.config import AttentionScore, ContextType, ModelConfig
+from pipeline.config import AttentionPlacement, AttentionScore, ContextType, ModelConfig
 from pipeline.model.attention import BahdanauAttention, DotProductAttention, FixedContext
 from pipeline.model.decoder import Decoder, DecoderState
 from pipeline.model.encoder import Encoder, EncoderOutput
+from pipeline.model.luong import LuongDecoder
 
 
 def build_context(cfg: ModelConfig) -> nn.Module:
@@ -26,6 +29,18 @@ def build_context(cfg: ModelConfig) -> nn.Module:
     if score == AttentionScore.additive:
         return BahdanauAttention(cfg.decoder.hidden_dim, key_dim, cfg.attention.dim)
     return DotProductAttention(cfg.decoder.hidden_dim, key_dim, score.value)
+
+
+def build_decoder(cfg: ModelConfig, tgt_vocab: int) -> nn.Module:
+    """Bahdanau's placement (:class:`Decoder`) or Luong's (:class:`LuongDecoder`, attention only).
+
+    The baseline has no attention to place, so ``model.attention.placement`` does not apply to it.
+    """
+    context = build_context(cfg)
+    luong = AttentionPlacement(cfg.attention.placement) == AttentionPlacement.luong
+    if luong and ContextType(cfg.context) == ContextType.attention:
+        return LuongDecoder(cfg, tgt_vocab, context)
+    return Decoder(cfg, tgt_vocab, context)
 
 
 class Seq2Seq(nn.Module):
@@ -42,7 +57,7 @@ class Seq2Seq(nn.Module):
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab
         self.encoder = Encoder(cfg, src_vocab)
-        self.decoder = Decoder(cfg, tgt_vocab, build_context(cfg))
+        self.decoder = build_decoder(cfg, tgt_vocab)
 
     @property
     def has_attention(self) -> bool:

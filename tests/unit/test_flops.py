@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import AttentionConfig, ContextType, DecoderConfig, EncoderConfig, ModelConfig
+from pipeline.config import AttentionConfig, AttentionPlacement, ContextType, DecoderConfig, EncoderConfig, ModelConfig
 from pipeline.flops import training_flops
 
 
@@ -31,3 +31,13 @@ def test_attention_adds_exactly_its_terms():
     extra = 2 * 3 * 4 * 2 + (2 * 4 + 2 * 2) * (3 * 2) + 2 * 2 * 4 * 3  # W_a s, v.tanh + context, U_a h
     attention = training_flops(tiny(ContextType.attention), 5, [3], [2])
     assert attention - training_flops(tiny(ContextType.fixed), 5, [3], [2]) == pytest.approx(3 * extra)
+
+
+def test_luong_placement_count_by_hand():
+    # the GRU loses its context input, the deep output becomes h̃ = tanh(W_c [c; s]); attention terms are unchanged
+    cfg = tiny(ContextType.attention)
+    cfg.attention.placement = AttentionPlacement.luong
+    dec_bahdanau = 2 * 3 * (2 + 2 + 3) * 3 + 2 * (3 + 2 + 2) * 4
+    dec_luong = 2 * 3 * (2 + 3) * 3 + 2 * (2 + 3) * 2
+    difference = training_flops(tiny(ContextType.attention), 5, [3], [2]) - training_flops(cfg, 5, [3], [2])
+    assert difference == pytest.approx(3 * (dec_bahdanau - dec_luong) * 2)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from pipeline.batching import collate
 from pipeline.config import (
+    AttentionPlacement,
     AttentionScore,
     ContextType,
     DecoderConfig,
@@ -23,18 +24,22 @@ from pipeline.config import (
 from pipeline.errors import UserError
 from pipeline.model import (
     BahdanauAttention,
+    Decoder,
     DotProductAttention,
     EncoderOutput,
     FixedContext,
     Seq2Seq,
     build_model,
 )
+from pipeline.model import attention as attention_module
+from pipeline.model.luong import LuongDecoder
 from pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 VOCAB = 30
 CONTEXTS = [ContextType.attention, ContextType.fixed]
-# every context module: the four attention scores and the fixed context of the baseline
-SYSTEMS = [*(score.value for score in AttentionScore), "baseline"]
+# every context module: the four attention scores and the fixed context of the baseline, and
+# Luong's placement (query s_i, h̃ output) with an additive and a multiplicative score
+SYSTEMS = [*(score.value for score in AttentionScore), "baseline", "luong_additive", "luong_general"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -51,14 +56,17 @@ def tiny_cfg(context: ContextType | str = ContextType.attention, dropout: float 
     dec_kw = {"hidden_dim": 32, "readout_dim": 16, "tie_embeddings": True}
     dec_kw.update(dec)
     fixed = context in (ContextType.fixed, "baseline")
-    score = AttentionScore(context) if context in {s.value for s in AttentionScore} else AttentionScore.additive
+    luong = isinstance(context, str) and context.startswith("luong_")
+    name = context.removeprefix("luong_") if luong else context
+    score = AttentionScore(name) if name in {s.value for s in AttentionScore} else AttentionScore.additive
+    placement = AttentionPlacement.luong if luong else AttentionPlacement.bahdanau
     return ModelConfig(
         context=ContextType.fixed if fixed else ContextType.attention,
         emb_dim=16,
         dropout=dropout,
         encoder=EncoderConfig(rnn=RnnType.gru, hidden_dim=16, layers=2, dropout=dropout),
         decoder=DecoderConfig(**dec_kw),
-        attention=dataclasses.replace(ModelConfig().attention, dim=24, score=score),
+        attention=dataclasses.replace(ModelConfig().attention, dim=24, score=score, placement=placement),
     )
 
 
@@ -118,6 +126,38 @@ def test_multiplicative_weights_normalised_and_zero_on_padding(score):
     assert ctx.shape == (4, 6) and torch.allclose(w.sum(-1), torch.ones(4), atol=1e-6)
     assert (w[~mask] == 0).all() and (w[mask] > 0).all()
     assert torch.allclose(ctx, torch.einsum("bs,bsd->bd", w, states), atol=1e-6)
+
+
+@pytest.mark.parametrize("score", ["additive", "dot", "general", "scaled_dot"])
+def test_attend_all_equals_attend_at_every_step(score, monkeypatch):
+    """Luong's placement attends for all T queries at once; it must be the per-step function, chunked or not."""
+    monkeypatch.setattr(attention_module, "ADDITIVE_CHUNK_ELEMENTS", 2 * 5 * 7)  # [B=4, t, S=5, A=7]: 1 step a chunk
+    torch.manual_seed(0)
+    if score == "additive":
+        attn, q_dim = BahdanauAttention(query_dim=8, key_dim=6, attn_dim=7), 7
+    else:
+        attn, q_dim = DotProductAttention(query_dim=8, key_dim=6, score=score), 8
+    lens = torch.tensor([5, 2, 1, 4])
+    mask = torch.arange(5)[None, :] < lens[:, None]
+    states = torch.randn(4, 5, 6) * mask.unsqueeze(-1)
+    enc = EncoderOutput(states=states, mask=mask, summary=torch.randn(4, 6), first_backward=torch.randn(4, 3))
+    keys = attn.precompute(enc)
+    q = torch.randn(4, 3, q_dim) * 3
+    ctx_all, w_all = attn.attend_all(q, keys, enc)
+    assert ctx_all.shape == (4, 3, 6) and w_all.shape == (4, 3, 5)
+    for t in range(3):
+        ctx, w = attn.attend(q[:, t], keys, enc)
+        torch.testing.assert_close(ctx_all[:, t], ctx, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(w_all[:, t], w, atol=1e-6, rtol=1e-5)
+    assert (w_all[~mask.unsqueeze(1).expand_as(w_all)] == 0).all()
+
+
+def test_luong_placement_builds_its_decoder_and_not_for_the_baseline():
+    luong = make_model(tiny_cfg("luong_general"))
+    assert isinstance(luong.decoder, LuongDecoder) and luong.has_attention
+    cfg = tiny_cfg("baseline")
+    cfg.attention.placement = AttentionPlacement.luong  # nothing to place: the baseline stays the baseline
+    assert isinstance(make_model(cfg).decoder, Decoder)
 
 
 def test_scaled_dot_is_dot_over_sqrt_d_on_a_hand_built_case():
