@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
-from pipeline.config import Precision, TrainAppConfig, as_plain_dict
+from pipeline.config import ModelConfig, Precision, TrainAppConfig, as_plain_dict, to_object
 from pipeline.data import column_array
 from pipeline.distributed import (
     all_max,
@@ -166,7 +166,13 @@ def check_resumable(saved: dict, current: dict, path: Path) -> None:
     settings: a setting that does not change the model (e.g. a ``tokenizer.train_sentences``
     cap above the corpus size) must not block a resume, and anything that does change it
     (a setting, the part of the train text sentencepiece sees, its version) must.
+    A model key newer than the checkpoint (e.g. ``model.attention.placement``) takes its
+    schema default, which is what the checkpoint's model was.
     """
+    saved = {
+        **saved,
+        "config": {**saved["config"], "model": as_plain_dict(to_object(saved["config"]["model"], ModelConfig))},
+    }
     for key in RESUME_MUST_MATCH:
         if _lookup(saved["config"], key) != _lookup(current["config"], key):
             raise UserError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import shutil
 
@@ -15,7 +16,7 @@ from pipeline.config import ContextType
 from pipeline.errors import UserError
 from pipeline.prepare import prepare
 from pipeline.schedule import PlateauWarmup
-from pipeline.train import Trainer, train
+from pipeline.train import Trainer, check_resumable, train
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +129,16 @@ def test_plateau_warmup_schedule():
     t = PlateauWarmup(1, 0, 0.5, 2, 0)
     t.load_state_dict(s.state_dict())
     assert t == s
+
+
+def test_a_checkpoint_from_before_a_new_model_key_still_resumes(tmp_path, slice_dir):
+    """A key added to the model schema later (here attention.placement) takes its default for an older checkpoint."""
+    cfg = tiny_train_config(tmp_path, slice_dir, max_steps=2, eval_every=2)
+    trainer = Trainer(cfg, data=None)
+    current = {"config": trainer.config_dict, "tokenizer": trainer.tokenizer.state()}
+    old = copy.deepcopy(current)
+    del old["config"]["model"]["attention"]["placement"]
+    check_resumable(old, current, tmp_path / "last.pt")
+    old["config"]["model"]["attention"]["placement"] = "luong"
+    with pytest.raises(UserError, match="different model"):
+        check_resumable(old, current, tmp_path / "last.pt")
