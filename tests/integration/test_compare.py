@@ -90,3 +90,15 @@ def test_compare_three_systems_tests_each_against_the_baseline_and_additive(tmp_
     assert set(aer["systems"]) == {"bahdanau", "dot"} and set(aer["diagonal"]) == {"europarl-de-en"}
     assert all(0.0 <= s["europarl-de-en"]["aer"] <= 1.0 for s in aer["systems"].values())
     assert "<h2>Alignment error rate</h2>" in page
+
+
+def test_a_missing_gold_folder_is_one_line_before_any_work(tmp_path):
+    proc = subprocess.run(
+        ["bash", "scripts/compare.sh", "quick", "--gold", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "--gold" in proc.stderr and "nowhere" in proc.stderr
