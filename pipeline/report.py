@@ -205,9 +205,10 @@ def alignment_scores(systems: dict[str, list[Run]]) -> dict:
 
 
 def _is_additive(run: Run) -> bool:
-    """Bahdanau's additive score (checkpoints from before the score variants have no ``score`` key)."""
-    model = run.config.get("model", {})
-    return run.has_attention and model.get("attention", {}).get("score", "additive") == "additive"
+    """Bahdanau's model: additive score, Bahdanau placement (older checkpoints lack the keys: their defaults)."""
+    attention = run.config.get("model", {}).get("attention", {})
+    bahdanau = attention.get("placement", "bahdanau") == "bahdanau"
+    return run.has_attention and bahdanau and attention.get("score", "additive") == "additive"
 
 
 def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[str, list[Run]], list[str], list[str]]:

@@ -43,7 +43,8 @@ class BahdanauAttention(nn.Module):
     α_ij     = exp(e_ij) / Σ_k exp(e_ik)                     (eq. 5, over real source positions only)
     c_i      = Σ_j α_ij h_j                                  (eq. 5)
 
-    Shapes: query s_{i-1} [B, Hd]; annotations h [B, S, 2He]; keys U_a h [B, S, A];
+    Shapes: query s_{i-1} [B, Hd] (s_i under Luong's placement, :mod:`pipeline.model.luong`);
+    annotations h [B, S, 2He]; keys U_a h [B, S, A];
     context [B, 2He]; weights [B, S] (float32, exactly 0 on padded positions).
     As in the paper there are no biases.  Stateless between calls.
     """
@@ -96,7 +97,9 @@ class BahdanauAttention(nn.Module):
         """:meth:`attend` for the projected queries of all steps, q [B, T, A]: (context [B, T, 2He], α [B, T, S]).
 
         The [B, T, S, A] tanh input is built a chunk of steps at a time, at most
-        ``ADDITIVE_CHUNK_ELEMENTS`` elements, so long batches do not need gigabytes.
+        ``ADDITIVE_CHUNK_ELEMENTS`` elements (unless one step alone is larger).  That bounds
+        memory without gradients (validation, alignment); in training autograd keeps every
+        chunk's tanh for the backward pass, B*T*S*A in all, as the step-by-step loop does.
         """
         b, t, a = q.shape
         step = max(1, ADDITIVE_CHUNK_ELEMENTS // max(1, b * keys.shape[1] * a))
@@ -118,7 +121,8 @@ class BahdanauAttention(nn.Module):
 
 
 class DotProductAttention(nn.Module):
-    """Multiplicative scores (Luong, Pham & Manning 2015, eq. 8), queried with s_{i-1} as in Bahdanau.
+    """Multiplicative scores (Luong, Pham & Manning 2015, eq. 8), queried with s_{i-1} as in Bahdanau
+    (with s_i under Luong's placement, :mod:`pipeline.model.luong`).
 
     dot         e_ij = s_{i-1}ᵀ h_j                 needs Hd = 2He; otherwise h_j is first
                                                     projected to Hd by a learned W (= general)

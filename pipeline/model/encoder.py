@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig, RnnType
 from pipeline.tokenizer import PAD_ID
@@ -41,6 +41,23 @@ class EncoderOutput:
             summary=self.summary.index_select(0, idx),
             first_backward=self.first_backward.index_select(0, idx),
         )
+
+
+def run_fused_rnn(rnn: nn.RNNBase, x, hx: torch.Tensor | None = None):
+    """``rnn(x, hx)``, in fp32 when bf16 autocast is on for CUDA.
+
+    cuDNN's autocast wrapper (aten/src/ATen/cudnn/AutocastRNN.cpp) runs an RNN in fp16
+    whatever dtype autocast was asked for; without loss scaling that risks gradient
+    underflow, so under bf16 the fused recurrence runs in fp32 (as on CPU, where autocast
+    leaves ``nn.GRU`` alone).  ``x`` is a tensor or a PackedSequence.
+    """
+    data = x.data if isinstance(x, PackedSequence) else x
+    if data.device.type != "cuda" or not torch.is_autocast_enabled("cuda"):
+        return rnn(x, hx)
+    if torch.get_autocast_dtype("cuda") == torch.float16:
+        return rnn(x, hx)
+    with torch.autocast("cuda", enabled=False):
+        return rnn(x.float(), None if hx is None else hx.float())
 
 
 def init_rnn_(rnn: nn.RNNBase) -> None:
@@ -104,7 +121,7 @@ class Encoder(nn.Module):
         he = self.hidden_dim
         emb = self.dropout(self.embedding(src))  # [B, S, E]
         packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
+        out, _ = run_fused_rnn(self.rnn, packed)
         states, _ = pad_packed_sequence(out, batch_first=True, padding_value=0.0, total_length=slen)  # [B, S, 2He]
         lens = src_lens.to(states.device)
         mask = torch.arange(slen, device=states.device)[None, :] < lens[:, None]

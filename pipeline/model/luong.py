@@ -27,7 +27,7 @@ from torch import nn
 
 from pipeline.config import InitState, ModelConfig
 from pipeline.model.decoder import DecoderState, check_tied_output, gru_update, init_input_dim, initial_state
-from pipeline.model.encoder import EncoderOutput
+from pipeline.model.encoder import EncoderOutput, run_fused_rnn
 from pipeline.tokenizer import PAD_ID
 
 
@@ -110,6 +110,6 @@ class LuongDecoder(nn.Module):
         """
         ey = self.dropout(self.embedding(tgt_in))  # [B, T, E]
         s0 = initial_state(self.W_s, enc, self.init_mode)
-        s_seq, _ = self.rnn(ey, s0.to(ey.dtype).unsqueeze(0))  # s_1..s_T [B, T, Hd], one fused call
+        s_seq, _ = run_fused_rnn(self.rnn, ey, s0.to(ey.dtype).unsqueeze(0))  # s_1..s_T [B, T, Hd], one call
         c, attn = self.context.attend_all(self._query(s_seq), self.context.precompute(enc), enc)
         return self._project(c, s_seq), attn

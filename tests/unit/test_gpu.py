@@ -6,18 +6,22 @@ import pytest
 import torch
 from tinydata import tiny_model
 
-from pipeline.config import ContextType, DecodeConfig, Strategy
+from pipeline.config import AttentionPlacement, ContextType, DecodeConfig, Strategy
 from pipeline.loss import smoothed_cross_entropy
 from pipeline.model import build_model
 from pipeline.search import decode_sequences
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("context", [ContextType.attention, ContextType.fixed])
+@pytest.mark.parametrize("context", [ContextType.attention, ContextType.fixed, "luong"])
 def test_bf16_step_and_beam_search_on_cuda_match_the_cpu(context):
+    """Also Luong's placement, whose decoder GRU is a fused cuDNN call (run in fp32 under bf16 autocast)."""
     torch.manual_seed(0)
-    cpu = build_model(tiny_model(context), 50, 50).eval()
-    gpu = build_model(tiny_model(context), 50, 50).cuda().eval()
+    cfg = tiny_model(ContextType.attention if context == "luong" else context)
+    if context == "luong":
+        cfg.attention.placement = AttentionPlacement.luong
+    cpu = build_model(cfg, 50, 50).eval()
+    gpu = build_model(cfg, 50, 50).cuda().eval()
     gpu.load_state_dict(cpu.state_dict())
     src = torch.randint(4, 50, (6, 9))
     src[:, -1] = 2

@@ -131,7 +131,7 @@ def test_multiplicative_weights_normalised_and_zero_on_padding(score):
 @pytest.mark.parametrize("score", ["additive", "dot", "general", "scaled_dot"])
 def test_attend_all_equals_attend_at_every_step(score, monkeypatch):
     """Luong's placement attends for all T queries at once; it must be the per-step function, chunked or not."""
-    monkeypatch.setattr(attention_module, "ADDITIVE_CHUNK_ELEMENTS", 2 * 5 * 7)  # [B=4, t, S=5, A=7]: 1 step a chunk
+    monkeypatch.setattr(attention_module, "ADDITIVE_CHUNK_ELEMENTS", 4 * 2 * 5 * 7)  # [B=4, t, S=5, A=7]: t = 2, 1
     torch.manual_seed(0)
     if score == "additive":
         attn, q_dim = BahdanauAttention(query_dim=8, key_dim=6, attn_dim=7), 7
