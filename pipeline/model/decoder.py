@@ -16,12 +16,14 @@ Deep output (A.2.2):
     p(y_i | ...) = softmax(W_o dropout(t_i))    W_o optionally tied to E (then R must equal E)
 
 Teacher-forced :meth:`Decoder.forward` is written for throughput: W_ie E y for all
-steps is one GEMM before the loop, each step does only the query-dependent work
-(W_hh s_{i-1} fused with the attention's W_a s_{i-1} into one GEMM, attention,
-W_ic c_i, gate arithmetic), and the deep output and vocabulary projection of all
-steps are batched after the loop.  With a static context (the baseline) W_ic c and
+steps is one GEMM before the loop; the loop itself is :func:`decoder_recurrence`
+(pipeline/model/recurrence.py), one autograd function with a hand-written backward
+whose steps do only the query-dependent work (W_hh s_{i-1} fused with the attention's
+W_a s_{i-1} into one GEMM, attention, W_ic c_i, gate arithmetic) and whose weight
+gradients are one GEMM over all steps; the deep output and vocabulary projection of
+all steps are batched after the loop.  With a static context (the baseline) W_ic c and
 C_o c are computed once.  :meth:`Decoder.step` computes the same function one step
-at a time for search.
+at a time for search, with plain autograd ops: the reference the fused path is tested against.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from torch import nn
 from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.errors import UserError
 from pipeline.model.encoder import EncoderOutput
+from pipeline.model.recurrence import ADDITIVE, DOT, decoder_recurrence
 from pipeline.tokenizer import PAD_ID
 
 
@@ -58,20 +61,6 @@ class DecoderState:
             enc=self.enc.index_select(idx),
             keys=self.keys.index_select(0, idx),
         )
-
-
-def _cast_for_autocast(w: torch.Tensor) -> torch.Tensor:
-    """``w`` in the autocast dtype if autocast is on for its device, else ``w``.
-
-    Autocast caches its casts of parameters only; a derived weight (a concatenation,
-    a slice) used inside the loop would otherwise be re-cast at every step.
-    """
-    dev = w.device.type
-    if torch.is_autocast_enabled(dev):
-        dtype = torch.get_autocast_dtype(dev)
-        if w.is_floating_point() and w.dtype != dtype:
-            return w.to(dtype)
-    return w
 
 
 def initial_state(W_s: nn.Linear, enc: EncoderOutput, mode: InitState) -> torch.Tensor:
@@ -214,59 +203,46 @@ class Decoder(nn.Module):
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced decoding of ``tgt_in`` [B, T] (BOS + y): (logits [B, T, V], α [B, T, S] float32 or None)."""
-        hd = self.hidden_dim
         ctx = self.context
-        ey = self.dropout(self.embedding(tgt_in))  # [B, T, E]
-        s = self.initial_state(enc)
+        ey = self.dropout(self.embedding(tgt_in)).transpose(0, 1)  # [T, B, E]
+        gi = F.linear(ey, self.weight_ie, self.bias_ih)  # [T, B, 3Hd]: W_ie E y_{i-1} + b_ih, all steps at once
+        dt = gi.dtype  # the autocast dtype, or the parameters'
+        s0 = self.initial_state(enc).to(dt)
         keys = ctx.precompute(enc)
-        gi_emb = F.linear(ey.transpose(0, 1), self.weight_ie, self.bias_ih)  # [T, B, 3Hd]: W_ie E y_{i-1} + b
-        w_hh = self.weight_hh
-        states: list[torch.Tensor] = [s]
-        attn: torch.Tensor | None = None
-
         if ctx.static:
-            c, _ = ctx(s, keys, enc)  # [B, C], the same for every step
-            gi_all = gi_emb + F.linear(c, self.weight_ic)  # W_ic c hoisted out of the loop
-            for gi in gi_all.unbind(0):
-                gh_rz, gh_n = F.linear(s, w_hh, self.bias_hh).split(self._rz_n, 1)
-                s = self._cell(gi, gh_rz, gh_n, s)
-                states.append(s)
+            c = keys  # [B, C], the same for every step: W_ic c hoisted out of the loop
+            s_all, _, _ = decoder_recurrence(
+                gi + F.linear(c, self.weight_ic), s0, self.weight_hh.to(dt), self.bias_hh.to(dt)
+            )
+            attn = None
         else:
-            proj = ctx.query_projection
-            b_hh = self.bias_hh
-            sizes = list(self._rz_n)
-            if proj is not None:  # one GEMM on s_{i-1} for both W_hh s_{i-1} and W_a s_{i-1}
-                a_dim = proj.weight.shape[0]
-                w_hh = torch.cat([w_hh, proj.weight], 0)
-                q_bias = proj.bias if proj.bias is not None else b_hh.new_zeros(a_dim)
-                b_hh = torch.cat([b_hh, q_bias], 0)
-                sizes.append(a_dim)
-            w_hh_t = _cast_for_autocast(w_hh).t()
-            b_hh = _cast_for_autocast(b_hh)
-            w_ic_t = _cast_for_autocast(self.weight_ic).t()
-            contexts: list[torch.Tensor] = []
-            weights: list[torch.Tensor] = []
-            for gi_e in gi_emb.unbind(0):
-                gq = torch.addmm(b_hh, s, w_hh_t)
-                if proj is not None:
-                    gh_rz, gh_n, q = gq.split(sizes, 1)
-                    c, w = ctx.attend(q, keys, enc)
-                else:
-                    gh_rz, gh_n = gq.split(sizes, 1)
-                    c, w = ctx(s, keys, enc)
-                s = self._cell(torch.addmm(gi_e, c, w_ic_t), gh_rz, gh_n, s)
-                states.append(s)
-                contexts.append(c)
-                weights.append(w)
-            attn = torch.stack(weights, 1)  # [B, T, S]
-
-        s_seq = torch.stack(states[1:] if self.readout_state == ReadoutState.current else states[:-1], 1)  # [B,T,Hd]
+            w_q, b_q, mode, scale, v = self._recurrence_weights()
+            s_all, c_all, a_all = decoder_recurrence(
+                gi, s0, w_q.to(dt), b_q.to(dt), w_ic=self.weight_ic.to(dt), keys=keys.to(dt),
+                states=enc.states.to(dt), mask=enc.mask, v=None if v is None else v.to(dt), mode=mode, scale=scale,
+            )  # fmt: skip
+            attn = a_all.transpose(0, 1).contiguous()  # [B, T, S]
+        s_seq = s_all[1:] if self.readout_state == ReadoutState.current else s_all[:-1]  # [T, B, Hd]
+        ey = ey.to(dt)
         if ctx.static:
             w_r = self.readout.weight
-            split = hd + self.emb_dim
-            pre = F.linear(torch.cat([s_seq, ey.to(s_seq.dtype)], -1), w_r[:, :split], self.readout.bias)
-            pre = pre + F.linear(c, w_r[:, split:]).unsqueeze(1)  # C_o c, once
+            split = self.hidden_dim + self.emb_dim
+            pre = F.linear(torch.cat([s_seq, ey], -1), w_r[:, :split], self.readout.bias)
+            pre = pre + F.linear(c, w_r[:, split:])  # C_o c, once
         else:
-            c_seq = torch.stack(contexts, 1)  # [B, T, C]
-            pre = self.readout(torch.cat([s_seq, ey.to(s_seq.dtype), c_seq.to(s_seq.dtype)], -1))
-        return self._project(pre), attn
+            pre = self.readout(torch.cat([s_seq, ey, c_all], -1))
+        return self._project(pre.transpose(0, 1)), attn
+
+    def _recurrence_weights(self) -> tuple[torch.Tensor, torch.Tensor, str, float, torch.Tensor | None]:
+        """(W_q, b_q, mode, scale, v_a) of :func:`decoder_recurrence` for this attention.
+
+        The additive score's W_a s_{i-1} is stacked under W_hh s_{i-1}, so one GEMM per step
+        computes both; the multiplicative scores query with s_{i-1} itself.
+        """
+        ctx = self.context
+        proj = ctx.query_projection
+        if proj is None:
+            return self.weight_hh, self.bias_hh, DOT, float(ctx.scale), None
+        q_bias = proj.bias if proj.bias is not None else self.bias_hh.new_zeros(proj.weight.shape[0])
+        w_q = torch.cat([self.weight_hh, proj.weight], 0)
+        return w_q, torch.cat([self.bias_hh, q_bias], 0), ADDITIVE, 1.0, ctx.v_a

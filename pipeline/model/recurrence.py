@@ -1,0 +1,196 @@
+"""The teacher-forced decoder recurrence of :class:`pipeline.model.decoder.Decoder` as one
+autograd function with a hand-written backward pass (Bahdanau et al. 2015, eqs. 4-6 and
+appendix A.2.2).
+
+Why by hand: under autograd every step of the loop leaves ~30 graph nodes, and the backward
+pass then computes each weight's gradient as one small GEMM *per step* and adds them up, and
+accumulates the keys' gradient [B, S, A] tensor by tensor.  Here the backward loop only
+carries what truly depends on the previous step (the gradient of s_{i-1} and of c_i); every
+weight gradient is one large GEMM over all steps after the loop, as in cuDNN's RNN kernels:
+
+    ∂W_q   = Σ_i ∂[gh_i; q_i]ᵀ s_{i-1}       one [3Hd+A, T·B] x [T·B, Hd] GEMM
+    ∂W_ic  = Σ_i ∂gi_iᵀ c_i                   one [3Hd, T·B] x [T·B, C] GEMM
+    ∂h     = Σ_i α_iᵀ ∂c_i                    one batched GEMM [B, S, T] x [B, T, C]
+    ∂(U_a h) = Σ_i ∂pre_i                     one reduction over T
+
+Forward, per step i, given s_{i-1} [B, Hd] (W_q = [W_hh ; W_a], b_q = [b_hh ; 0]):
+
+    [gh_rz, gh_n, q] = W_q s_{i-1} + b_q
+    e_ij = v_aᵀ tanh(U_a h_j + q)              additive, eq. 6     (q = W_a s_{i-1})
+    e_ij = scale · s_{i-1}ᵀ k_j                dot / general / scaled_dot (k = h or W h)
+    α_i  = softmax_j(e_ij) over real positions (float32),  c_i = Σ_j α_ij h_j      eq. 5
+    gi   = gi_emb_i + W_ic c_i                 gi_emb_i = W_ie E y_{i-1} + b_ih (computed outside)
+    r, z = σ(gi_rz + gh_rz),  n = tanh(gi_n + r ⊙ gh_n),  s_i = (1 - z) ⊙ n + z ⊙ s_{i-1}     eq. 4
+
+The fixed-context baseline uses the same function without attention (``gi`` then already
+holds W_ic c).  The forward computes exactly the operations of the step-by-step path
+(:meth:`Decoder.step`), so fp32 outputs are identical; gradients agree with autograd to
+float rounding (tests/unit/test_recurrence.py).  All tensors must be in one compute dtype
+(bf16 under autocast), except the attention weights and the softmax, which are float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ADDITIVE, DOT, STATIC = "additive", "dot", "static"
+
+
+class _DecoderRecurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gi, s0, w_q, b_q, w_ic, keys, states, mask, v, mode, scale, save):
+        hd = s0.shape[1]
+        t_len, b = gi.shape[:2]
+        attention = mode != STATIC
+        with torch.autocast(gi.device.type, enabled=False):
+            s_all = gi.new_empty(t_len + 1, b, hd)
+            s_all[0] = s0
+            rz_all, n_all, ghn_all = (
+                gi.new_empty(t_len, b, 2 * hd),
+                gi.new_empty(t_len, b, hd),
+                gi.new_empty(t_len, b, hd),
+            )
+            if attention:
+                src_len = keys.shape[1]
+                c_all = gi.new_empty(t_len, b, states.shape[2])
+                a_all = torch.empty(t_len, b, src_len, dtype=torch.float32, device=gi.device)
+                th_all = keys.new_empty(t_len if save else 1, *keys.shape) if mode == ADDITIVE else None
+                pad = ~mask
+            else:
+                th_all, c_all, a_all = None, gi.new_empty(0), gi.new_empty(0)
+            w_q_t = w_q.t()
+            w_ic_t = w_ic.t() if attention else None
+            for i in range(t_len):
+                s = s_all[i]
+                gq = torch.addmm(b_q, s, w_q_t)
+                gh_rz, gh_n = gq[:, : 2 * hd], gq[:, 2 * hd : 3 * hd]
+                if attention:
+                    if mode == ADDITIVE:
+                        th = torch.add(keys, gq[:, 3 * hd :].unsqueeze(1), out=th_all[i if save else 0]).tanh_()
+                        energies = torch.matmul(th, v)  # [B, S]
+                    else:
+                        energies = torch.bmm(keys, s.unsqueeze(2)).squeeze(2)
+                        if scale != 1.0:
+                            energies = energies * scale
+                    alpha = torch.softmax(energies.masked_fill(pad, float("-inf")), dim=-1, dtype=torch.float32)
+                    a_all[i] = alpha
+                    c = torch.bmm(alpha.to(states.dtype).unsqueeze(1), states).squeeze(1)
+                    c_all[i] = c
+                    step_gi = torch.addmm(gi[i], c, w_ic_t)
+                else:
+                    step_gi = gi[i]
+                rz = torch.sigmoid(step_gi[:, : 2 * hd] + gh_rz, out=rz_all[i])
+                r, z = rz.chunk(2, 1)
+                n = torch.tanh(torch.addcmul(step_gi[:, 2 * hd :], r, gh_n), out=n_all[i])
+                ghn_all[i] = gh_n
+                torch.lerp(n, s, z, out=s_all[i + 1])
+        if save:
+            ctx.save_for_backward(s_all, rz_all, n_all, ghn_all, c_all, a_all, th_all, w_q, w_ic, keys, states, v)
+        ctx.mode, ctx.scale = mode, scale
+        ctx.mark_non_differentiable(a_all)
+        return s_all, c_all, a_all
+
+    @staticmethod
+    def backward(ctx, d_s_all, d_c_all, _d_a_all):
+        s_all, rz_all, n_all, ghn_all, c_all, a_all, th_all, w_q, w_ic, keys, states, v = ctx.saved_tensors
+        mode, scale = ctx.mode, ctx.scale
+        attention = mode != STATIC
+        t_len, b, hd = n_all.shape
+        dt = s_all.dtype
+        with torch.autocast(s_all.device.type, enabled=False):
+            d_s_all, d_c_all = d_s_all.to(dt), d_c_all.to(dt) if attention else None
+            d_gi = s_all.new_empty(t_len, b, 3 * hd)
+            d_gq = s_all.new_empty(t_len, b, w_q.shape[0])
+            if attention:
+                d_ctx = s_all.new_empty(t_len, b, states.shape[2])
+                d_e = torch.empty_like(a_all) if mode == DOT else None
+                d_v = torch.zeros(v.shape, dtype=torch.float32, device=v.device) if mode == ADDITIVE else None
+            ds = d_s_all[t_len].clone()
+            for i in reversed(range(t_len)):
+                ds = _cell_backward(ds, s_all[i], rz_all[i], n_all[i], ghn_all[i], d_gi[i], d_gq[i, :, : 3 * hd])
+                if attention:
+                    dc = torch.addmm(d_c_all[i], d_gi[i], w_ic)  # ∂c_i: from gi and from the readout
+                    d_ctx[i] = dc
+                    alpha = a_all[i]
+                    d_alpha = torch.bmm(states, dc.unsqueeze(2)).squeeze(2).float()
+                    de = alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))  # softmax backward; 0 on padding
+                    if mode == ADDITIVE:
+                        th = th_all[i]
+                        d_v += torch.mv(th.flatten(0, 1).t(), de.to(dt).flatten()).float()
+                        d_th = de.to(dt).unsqueeze(2) * v  # ∂tanh output [B, S, A]
+                        torch.addcmul(d_th, d_th, th.square_(), value=-1.0, out=th)  # th_all[i] := ∂pre_i
+                        torch.sum(th, 1, out=d_gq[i, :, 3 * hd :])  # ∂q_i = Σ_j ∂pre_ij
+                    else:
+                        d_e[i] = de
+                        ds = ds + scale * torch.bmm(de.to(dt).unsqueeze(1), keys).squeeze(1)
+                ds = torch.addmm(ds, d_gq[i], w_q)
+                ds += d_s_all[i]
+            flat_gq, flat_s = d_gq.flatten(0, 1), s_all[:t_len].flatten(0, 1)
+            grads = {
+                "gi": d_gi,
+                "s0": ds,
+                "w_q": flat_gq.t() @ flat_s,
+                "b_q": flat_gq.sum(0, dtype=torch.float32).to(dt),
+            }
+            if attention:
+                grads["w_ic"] = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
+                grads["states"] = torch.bmm(a_all.to(dt).permute(1, 2, 0), d_ctx.transpose(0, 1))
+                if mode == ADDITIVE:
+                    grads["keys"] = th_all.sum(0, dtype=torch.float32).to(keys.dtype)
+                    grads["v"] = d_v.to(v.dtype)
+                else:
+                    d_keys = torch.bmm(d_e.to(dt).permute(1, 2, 0), s_all[:t_len].transpose(0, 1))
+                    grads["keys"] = d_keys * scale if scale != 1.0 else d_keys
+        names = ("gi", "s0", "w_q", "b_q", "w_ic", "keys", "states", "mask", "v")
+        return (*(grads.get(name) for name in names), None, None, None)
+
+
+def _cell_backward(ds, s_prev, rz, n, gh_n, d_gi, d_gh):
+    """Backward of s = lerp(n, s_prev, z), n = tanh(gi_n + r ⊙ gh_n), [r, z] = σ(gi_rz + gh_rz).
+
+    Writes ∂gi [B, 3Hd] into ``d_gi`` and ∂gh [B, 3Hd] into ``d_gh``; returns the part of
+    ∂s_{i-1} that flows through the update gate (z ⊙ ∂s_i).
+    """
+    hd = n.shape[1]
+    r, z = rz.chunk(2, 1)
+    ds_prev = ds * z
+    d_n = ds - ds_prev  # (1 - z) ⊙ ∂s
+    d_pre_n = d_n - d_n * n * n  # tanh'
+    d_gi[:, 2 * hd :] = d_pre_n
+    torch.mul(d_pre_n, r, out=d_gh[:, 2 * hd :])
+    d_rz = d_gi[:, : 2 * hd]
+    torch.mul(d_pre_n, gh_n, out=d_rz[:, :hd])  # ∂r
+    torch.mul(ds, s_prev - n, out=d_rz[:, hd:])  # ∂z
+    d_rz.mul_(rz - rz * rz)  # σ'
+    d_gh[:, : 2 * hd] = d_rz
+    return ds_prev
+
+
+def decoder_recurrence(
+    gi: torch.Tensor,
+    s0: torch.Tensor,
+    w_q: torch.Tensor,
+    b_q: torch.Tensor,
+    *,
+    w_ic: torch.Tensor | None = None,
+    keys: torch.Tensor | None = None,
+    states: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    v: torch.Tensor | None = None,
+    mode: str = STATIC,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the decoder GRU over T teacher-forced steps: (s [T+1, B, Hd] with s_0 first,
+    c [T, B, C], α [T, B, S] float32); c and α are empty for ``mode="static"``.
+
+    ``gi`` [T, B, 3Hd] is the step input's part of the GRU pre-activations (W_ie E y_{i-1} + b_ih,
+    plus W_ic c for the static context); ``w_q``/``b_q`` are [W_hh ; W_a] / [b_hh ; 0] for
+    the additive score and W_hh / b_hh otherwise; ``keys`` are U_a h (additive) or the
+    multiplicative score's keys, ``states`` the annotations h [B, S, C], ``mask`` [B, S] bool,
+    ``v`` the additive score's v_a.  Every floating tensor must share one dtype.
+    """
+    if mode not in (ADDITIVE, DOT, STATIC):
+        raise ValueError(f"unknown recurrence mode {mode!r}")
+    inputs = (gi, s0, w_q, b_q, w_ic, keys, states, v)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    return _DecoderRecurrence.apply(gi, s0, w_q, b_q, w_ic, keys, states, mask, v, mode, float(scale), save)
