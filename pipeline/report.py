@@ -5,7 +5,8 @@ writes ``comparison.json``, ``report.md``, ``report.html`` (self-contained: figu
 inline) and the figures as PNG files.  Scores come from the evaluation JSON of
 ``split`` decoded with ``decode`` (default: test, beam-5); significance is
 sacrebleu's paired bootstrap resampling of each system against the baseline (the
-run whose model has no attention, else the first run).
+run whose model has no attention, else the first run) and, with three systems or
+more, of the others against additive attention unless additive is that baseline.
 
 Runs of the same model with different seeds form one system: its scores are the
 mean over seeds with the standard deviation beside them, and the paired test and
@@ -215,23 +216,28 @@ def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[
     systems: dict[str, list[Run]] = {}
     for r in runs:
         systems.setdefault(r.name, []).append(r)
-    baseline = next((k for k, v in systems.items() if not v[0].has_attention), next(iter(systems)))
+    no_attention = next((k for k, v in systems.items() if not v[0].has_attention), None)
+    baseline = no_attention or next(iter(systems))  # the reference of the significance test
     _, srcs, refs = read_inputs(cfg.split, None, None, runs[0].config)
     assert refs is not None
     if len(refs) != len(runs[0].hyps):
         raise UserError(f"{runs[0].dir}: {len(runs[0].hyps)} hypotheses for {len(refs)} {cfg.split.value} sentences")
+    significance = paired_significance(systems, baseline, refs, cfg.n_bootstrap) if len(systems) > 1 else None
+    if significance and no_attention is None:
+        significance["method"] += " (no system without attention: the first one is the reference)"
+    # with attention variants beside additive attention: each of them against additive too, unless
+    # additive is the reference already (that would repeat the test above)
     additive = next((k for k, v in systems.items() if _is_additive(v[0])), None)
+    variants = {k: v for k, v in systems.items() if k != baseline}
+    vs_additive = None
+    if additive is not None and additive != baseline and len(variants) > 1:
+        vs_additive = paired_significance(variants, additive, refs, cfg.n_bootstrap)
     comparison = {
         "split": cfg.split.value,
         "decode": decode_tag(cfg.decode),
         "systems": {k: system_entry(v) for k, v in systems.items()},
-        "significance": paired_significance(systems, baseline, refs, cfg.n_bootstrap) if len(systems) > 1 else None,
-        # with attention variants beside additive attention: each of them against additive too
-        "significance_vs_additive": paired_significance(
-            {k: v for k, v in systems.items() if k != baseline}, additive, refs, cfg.n_bootstrap
-        )
-        if additive is not None and len(systems) > 2
-        else None,
+        "significance": significance,
+        "significance_vs_additive": vs_additive,
         "by_length": {k: v[0].eval["by_length"] for k, v in systems.items()},
         "alignment": alignment_scores(systems),
         "signatures": runs[0].eval["signatures"],
