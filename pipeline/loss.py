@@ -71,3 +71,87 @@ def smoothed_cross_entropy(
     if logits.dim() != 2 or target.shape != logits.shape[:1]:
         raise ValueError(f"expected logits [N, V] and target [N], got {tuple(logits.shape)} and {tuple(target.shape)}")
     return _SmoothedCrossEntropy.apply(logits, target, float(smoothing), int(ignore_index))
+
+
+LINEAR_CHUNK_ROWS = 256  # rows of the fused output layer per chunk: [256, V] logits, 8 MB of fp32 at V = 8000
+
+
+class _LinearSmoothedCrossEntropy(torch.autograd.Function):
+    """Σ label-smoothed CE of (x Wᵀ + b) without materialising the [N, V] logits.
+
+    The gradient is computed in the forward pass, chunk by chunk, while each chunk's logits
+    are in cache, and kept: ∂x [N, R], ∂W [V, R] and ∂b [V] for a unit upstream gradient,
+    which the backward pass only scales.  That is exact because the output is a scalar.
+    ∂W and ∂b are accumulated over chunks in float32, whatever the compute dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, target, smoothing, ignore_index, compute_dtype, need_grad):
+        vocab = weight.shape[0]
+        rows = (target != ignore_index).nonzero().squeeze(1)  # padding rows: no loss, no gradient
+        xs, ys = x.index_select(0, rows).to(compute_dtype), target.index_select(0, rows).unsqueeze(1)
+        w = weight.to(compute_dtype)
+        b = bias.to(compute_dtype) if bias is not None else None
+        total = torch.zeros((), dtype=torch.float32, device=x.device)
+        if need_grad:
+            dxs = torch.empty_like(xs)
+            dw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
+            db = torch.zeros(vocab, dtype=torch.float32, device=x.device)
+        with torch.autocast(x.device.type, enabled=False):
+            for start in range(0, xs.shape[0], LINEAR_CHUNK_ROWS):
+                chunk = slice(start, start + LINEAR_CHUNK_ROWS)
+                x_c, y_c = xs[chunk], ys[chunk]
+                logits = (x_c @ w.t() if b is None else torch.addmm(b, x_c, w.t())).float()
+                lse = torch.logsumexp(logits, 1, keepdim=True)
+                x_y = logits.gather(1, y_c)
+                total += (lse - (1.0 - smoothing) * x_y).sum() - smoothing * logits.mean(1).sum()
+                if need_grad:  # softmax - (1 - ε) onehot(y) - ε/V, in place over the logits
+                    g = logits.sub_(lse).exp_().sub_(smoothing / vocab)
+                    g.scatter_add_(1, y_c, g.new_full(y_c.shape, -(1.0 - smoothing)))
+                    db += g.sum(0)
+                    g = g.to(compute_dtype)
+                    torch.mm(g, w, out=dxs[chunk])
+                    dw += (g.t() @ x_c).float()
+        if need_grad:
+            dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device).index_copy_(0, rows, dxs.to(x.dtype))
+            ctx.save_for_backward(dx, dw, db)
+            ctx.has_bias = bias is not None
+            ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        dx, dw, db = ctx.saved_tensors
+        g = grad_total.float()
+        d_bias = (db * g).to(ctx.weight_dtype) if ctx.has_bias else None
+        return (dx * g.to(dx.dtype), (dw * g).to(ctx.weight_dtype), d_bias, None, None, None, None, None)
+
+
+def linear_smoothed_cross_entropy(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """:func:`smoothed_cross_entropy` of ``F.linear(x, weight, bias)``, fused with the output layer.
+
+    ``x`` [N, R], ``weight`` [V, R], ``bias`` [V] or None, ``target`` [N] long.  Rows whose
+    target is ``ignore_index`` are dropped before the GEMMs (no work spent on padding), and
+    the [N, V] logits and their gradient are never stored: per chunk of rows the logits are
+    computed, reduced to the loss and turned into ∂x, ∂W, ∂b at once.  Under autocast the
+    GEMMs run in the autocast dtype and the softmax, loss and ∂W/∂b sums in float32.
+    """
+    if x.dim() != 2 or target.shape != x.shape[:1] or weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"expected x [N, R], weight [V, R], target [N]; got {tuple(x.shape)}, {tuple(weight.shape)}, "
+            f"{tuple(target.shape)}"
+        )
+    dev = x.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    return _LinearSmoothedCrossEntropy.apply(
+        x, weight, bias, target, float(smoothing), int(ignore_index), dtype, need_grad
+    )

@@ -52,13 +52,11 @@ from pipeline.distributed import (
 )
 from pipeline.errors import UserError
 from pipeline.files import write_atomic
-from pipeline.loss import smoothed_cross_entropy
 from pipeline.model import build_model
 from pipeline.plots import heatmap_figure
 from pipeline.prepare import PreparedData, prepare
 from pipeline.runlog import RunLog
 from pipeline.schedule import PlateauWarmup
-from pipeline.tokenizer import PAD_ID
 from pipeline.validation import ValResult, autocast_for, validate
 
 # Config sections that must match between a checkpoint and the command resuming it.
@@ -401,10 +399,10 @@ class Trainer:
     def _loss_sum(self, batch) -> torch.Tensor:
         """Summed label-smoothed loss over the batch's real target tokens."""
         with autocast_for(self.device, self.bf16):
-            logits, _ = self.trained(batch.src, batch.src_lens, batch.tgt_in)
-        return smoothed_cross_entropy(
-            logits.flatten(0, 1), batch.tgt_out.flatten(), self.tcfg.label_smoothing, ignore_index=PAD_ID
-        )
+            loss_sum, _ = self.trained(
+                batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out, label_smoothing=self.tcfg.label_smoothing
+            )
+        return loss_sum
 
     def _update(self, batches: list) -> tuple[float, float, int]:
         """One optimizer update over this rank's batches: (mean token loss, grad norm, target tokens of all ranks).

@@ -21,7 +21,6 @@ import torch
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.config import DecodeConfig
 from pipeline.data import column_array
-from pipeline.loss import smoothed_cross_entropy
 from pipeline.metrics import score_corpus
 from pipeline.search import Hypothesis, decode_sequences
 from pipeline.tokenizer import PAD_ID, Tokenizer
@@ -70,8 +69,8 @@ def teacher_forced_stats(
         ex = val[idx.tolist()]
         b = collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()).to(device)
         with autocast_for(device, bf16):
-            logits, attn = model(b.src, b.src_lens, b.tgt_in)
-        nll += float(smoothed_cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID))
+            loss_sum, attn = model(b.src, b.src_lens, b.tgt_in, b.tgt_out)
+        nll += float(loss_sum)
         real = b.tgt_out != PAD_ID
         tokens += float(real.sum())
         if attn is not None:

@@ -47,7 +47,6 @@ from pipeline.config import (  # noqa: E402
 )
 from pipeline.data import column_array  # noqa: E402
 from pipeline.flops import training_flops  # noqa: E402
-from pipeline.loss import smoothed_cross_entropy  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.prepare import prepare, train_padding  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
@@ -96,9 +95,8 @@ def train_throughput(
         model.train()
         for b in batches:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits, _ = model(b.src, b.src_lens, b.tgt_in)
-            n_real = int((b.tgt_out != PAD_ID).sum())
-            loss = smoothed_cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), 0.1, PAD_ID) / n_real
+                loss_sum, _ = model(b.src, b.src_lens, b.tgt_in, b.tgt_out, label_smoothing=0.1)
+            loss = loss_sum / int((b.tgt_out != PAD_ID).sum())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -170,13 +170,17 @@ class Decoder(nn.Module):
         """:func:`gru_update`."""
         return gru_update(gi, gh_rz, gh_n, s)
 
-    def _project(self, pre: torch.Tensor) -> torch.Tensor:
-        """t̃ [..., pieces*R] -> maxout/tanh -> dropout -> W_o -> logits [..., V]."""
+    def _features(self, pre: torch.Tensor) -> torch.Tensor:
+        """t̃ [..., pieces*R] -> maxout/tanh -> dropout: the input of W_o [..., R]."""
         if self.readout_mode == Readout.maxout:
             t = pre.unflatten(-1, (self.readout_dim, 2)).amax(-1)  # max over adjacent pairs (A.2.2)
         else:
             t = torch.tanh(pre)
-        return self.out(self.dropout(t))
+        return self.dropout(t)
+
+    def _project(self, pre: torch.Tensor) -> torch.Tensor:
+        """t̃ [..., pieces*R] -> logits [..., V]."""
+        return self.out(self._features(pre))
 
     # ------------------------------------------------------------------ search API
 
@@ -203,6 +207,11 @@ class Decoder(nn.Module):
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced decoding of ``tgt_in`` [B, T] (BOS + y): (logits [B, T, V], α [B, T, S] float32 or None)."""
+        t, attn = self.features(tgt_in, enc)
+        return self.out(t), attn
+
+    def features(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` up to the output layer W_o: (t_i after dropout [B, T, R], α or None)."""
         ctx = self.context
         ey = self.dropout(self.embedding(tgt_in)).transpose(0, 1)  # [T, B, E]
         gi = F.linear(ey, self.weight_ie, self.bias_ih)  # [T, B, 3Hd]: W_ie E y_{i-1} + b_ih, all steps at once
@@ -231,7 +240,7 @@ class Decoder(nn.Module):
             pre = pre + F.linear(c, w_r[:, split:])  # C_o c, once
         else:
             pre = self.readout(torch.cat([s_seq, ey, c_all], -1))
-        return self._project(pre.transpose(0, 1)), attn
+        return self._features(pre.transpose(0, 1)), attn
 
     def _recurrence_weights(self) -> tuple[torch.Tensor, torch.Tensor, str, float, torch.Tensor | None]:
         """(W_q, b_q, mode, scale, v_a) of :func:`decoder_recurrence` for this attention.

@@ -77,10 +77,13 @@ class LuongDecoder(nn.Module):
         proj = self.context.query_projection
         return s if proj is None else proj(s)
 
+    def _features(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """h̃ = tanh(W_c [c ; s]) -> dropout: the input of W_o [..., R]."""
+        return self.dropout(torch.tanh(self.W_c(torch.cat([c.to(s.dtype), s], dim=-1))))
+
     def _project(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """h̃ = tanh(W_c [c ; s]) -> dropout -> W_o -> logits [..., V]."""
-        h_tilde = torch.tanh(self.W_c(torch.cat([c.to(s.dtype), s], dim=-1)))
-        return self.out(self.dropout(h_tilde))
+        """(c, s) -> logits [..., V]."""
+        return self.out(self._features(c, s))
 
     # ------------------------------------------------------------------ search API
 
@@ -103,7 +106,12 @@ class LuongDecoder(nn.Module):
     # ------------------------------------------------------------------ teacher forcing
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced decoding of ``tgt_in`` [B, T]: (logits [B, T, V], α [B, T, S] float32).
+        """Teacher-forced decoding of ``tgt_in`` [B, T]: (logits [B, T, V], α [B, T, S] float32)."""
+        t, attn = self.features(tgt_in, enc)
+        return self.out(t), attn
+
+    def features(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` up to the output layer W_o: (h̃_i after dropout [B, T, R], α [B, T, S]).
 
         Positions after a sentence's end see padding embeddings (zero), which is harmless:
         the recurrence is causal, so real positions never see them, and the loss masks them.
@@ -112,4 +120,4 @@ class LuongDecoder(nn.Module):
         s0 = initial_state(self.W_s, enc, self.init_mode)
         s_seq, _ = run_fused_rnn(self.rnn, ey, s0.to(ey.dtype).unsqueeze(0))  # s_1..s_T [B, T, Hd], one call
         c, attn = self.context.attend_all(self._query(s_seq), self.context.precompute(enc), enc)
-        return self._project(c, s_seq), attn
+        return self._features(c, s_seq), attn

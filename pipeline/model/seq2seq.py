@@ -14,10 +14,12 @@ import torch
 from torch import nn
 
 from pipeline.config import AttentionPlacement, AttentionScore, ContextType, ModelConfig
+from pipeline.loss import linear_smoothed_cross_entropy
 from pipeline.model.attention import BahdanauAttention, DotProductAttention, FixedContext
 from pipeline.model.decoder import Decoder, DecoderState
 from pipeline.model.encoder import Encoder, EncoderOutput
 from pipeline.model.luong import LuongDecoder
+from pipeline.tokenizer import PAD_ID
 
 
 def build_context(cfg: ModelConfig) -> nn.Module:
@@ -69,10 +71,30 @@ class Seq2Seq(nn.Module):
         return self.encoder(src, src_lens)
 
     def forward(
-        self, src: torch.Tensor, src_lens: torch.Tensor, tgt_in: torch.Tensor
+        self,
+        src: torch.Tensor,
+        src_lens: torch.Tensor,
+        tgt_in: torch.Tensor,
+        tgt_out: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Teacher forcing: (logits [B, T, V] in the compute dtype, attention [B, T, S] float32 or None)."""
-        return self.decoder(tgt_in, self.encode(src, src_lens))
+        """Teacher forcing: (logits [B, T, V] in the compute dtype, attention [B, T, S] float32 or None).
+
+        Given the targets ``tgt_out`` [B, T] (PAD where there is none), returns instead the
+        summed label-smoothed cross-entropy over the real target tokens (float32 scalar),
+        fused with the output layer (:func:`linear_smoothed_cross_entropy`): the [B, T, V]
+        logits are never stored, and padding costs no output-layer work.  The loss is
+        computed here, in ``forward``, so that DistributedDataParallel sees all of it.
+        """
+        enc = self.encode(src, src_lens)
+        if tgt_out is None:
+            return self.decoder(tgt_in, enc)
+        t, attn = self.decoder.features(tgt_in, enc)
+        out = self.decoder.out
+        loss = linear_smoothed_cross_entropy(
+            t.flatten(0, 1), out.weight, out.bias, tgt_out.flatten(), label_smoothing, PAD_ID
+        )
+        return loss, attn
 
     def start(self, enc: EncoderOutput) -> DecoderState:
         """Search state before the first step (s_0, enc, precomputed keys)."""

@@ -98,3 +98,21 @@ def test_bf16_gradients_as_close_to_fp32_as_the_stepwise_path(context):
         fused_err = (fused[name].float() - ref[name]).abs().max() / scale
         stepwise_err = (stepwise[name].float() - ref[name]).abs().max() / scale
         assert fused_err <= 2 * stepwise_err + 0.01, (name, float(fused_err), float(stepwise_err))
+
+
+@pytest.mark.parametrize("context", ["additive", "baseline", "luong_general"])
+def test_forward_with_targets_gives_the_summed_loss_of_the_logits(context):
+    """model(src, lens, tgt_in, tgt_out) fuses W_o with the loss; same value and gradients as the logits path."""
+    model = make_model(tiny_cfg(context)).train()
+    b = batch_of(random_pairs(5, seed=14))
+    model.zero_grad(set_to_none=True)
+    logits, _ = model(b.src, b.src_lens, b.tgt_in)
+    ref = _loss(logits, b)
+    ref.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    loss, _ = model(b.src, b.src_lens, b.tgt_in, b.tgt_out, label_smoothing=0.1)
+    loss.backward()
+    torch.testing.assert_close(loss, ref, atol=1e-4, rtol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads[name], atol=1e-5, rtol=1e-5, msg=name)
