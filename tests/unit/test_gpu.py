@@ -7,7 +7,6 @@ import torch
 from tinydata import tiny_model
 
 from pipeline.config import AttentionPlacement, ContextType, DecodeConfig, Strategy
-from pipeline.loss import smoothed_cross_entropy
 from pipeline.model import build_model
 from pipeline.search import decode_sequences
 
@@ -29,8 +28,9 @@ def test_bf16_step_and_beam_search_on_cuda_match_the_cpu(context):
     tgt = torch.randint(4, 50, (6, 7))
     with torch.autocast("cuda", dtype=torch.bfloat16):
         logits, _ = gpu(src.cuda(), lens.cuda(), tgt.cuda())
-    loss = smoothed_cross_entropy(logits.flatten(0, 1), tgt.cuda().flatten(), 0.1, ignore_index=0)
+        loss, _ = gpu(src.cuda(), lens.cuda(), tgt.cuda(), tgt.cuda(), label_smoothing=0.1)  # fused W_o + loss
     loss.backward()
+    assert loss.dtype == torch.float32 and all(torch.isfinite(p.grad).all() for p in gpu.parameters())
     ref, _ = cpu(src, lens, tgt)
     torch.testing.assert_close(logits.float().cpu(), ref, atol=5e-2, rtol=5e-2)
     cfg = DecodeConfig(strategy=Strategy.beam, beam_size=3, max_len=12)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pipeline.config import ReadoutState
-from pipeline.loss import smoothed_cross_entropy
 from pipeline.tokenizer import PAD_ID
 from tests.unit.test_model import _one_thread, batch_of, make_model, random_pairs, tiny_cfg  # noqa: F401 (autouse)
 
@@ -32,7 +32,9 @@ def _stepwise(model, b):
 
 
 def _loss(logits, b):
-    return smoothed_cross_entropy(logits.flatten(0, 1).float(), b.tgt_out.flatten(), 0.1, PAD_ID)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), b.tgt_out.flatten(), ignore_index=PAD_ID, label_smoothing=0.1, reduction="sum"
+    )
 
 
 def _grads(model, b, run):

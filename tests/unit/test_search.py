@@ -39,7 +39,6 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-
 # ----------------------------------------------------------------------------- fakes
 
 
@@ -72,8 +71,16 @@ def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class RandomStepModel(nn.Module):
     """A tiny random GRU decoder with dot-product attention, EOS growing more likely with t."""
 
-    def __init__(self, vocab: int = 17, hidden: int = 16, attention: bool = True, eos_bias: float = 0.6,
-                 scale: float = 3.0, eos_shift: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        vocab: int = 17,
+        hidden: int = 16,
+        attention: bool = True,
+        eos_bias: float = 0.6,
+        scale: float = 3.0,
+        eos_shift: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         torch.manual_seed(seed)
         self.has_attention = attention
@@ -208,8 +215,7 @@ def test_beam1_equals_greedy(attention: bool) -> None:
     model = RandomStepModel(attention=attention)
     batch = make_batch(LENGTHS)
     greedy = greedy_search(model, batch.src, batch.src_lens, max_len=50, max_len_ratio=2.0)
-    beam = beam_search(model, batch.src, batch.src_lens, beam_size=1, length_penalty=0.0, max_len=50,
-                       max_len_ratio=2.0)
+    beam = beam_search(model, batch.src, batch.src_lens, beam_size=1, length_penalty=0.0, max_len=50, max_len_ratio=2.0)
     assert len({len(h.tokens) for h in greedy}) > 2, "the fake should give varied output lengths"
     for g, (b,) in zip(greedy, beam):
         assert g.tokens == b.tokens
@@ -224,8 +230,9 @@ def test_attention_shape_and_rows(attention: bool) -> None:
     model = RandomStepModel(attention=attention)
     batch = make_batch(LENGTHS)
     greedy = greedy_search(model, batch.src, batch.src_lens, max_len=50, max_len_ratio=2.0)
-    beam = beam_search(model, batch.src, batch.src_lens, beam_size=3, length_penalty=0.6, max_len=50,
-                       max_len_ratio=2.0, nbest=3)
+    beam = beam_search(
+        model, batch.src, batch.src_lens, beam_size=3, length_penalty=0.6, max_len=50, max_len_ratio=2.0, nbest=3
+    )
     hyps = greedy + [h for hs in beam for h in hs]
     lens = batch.src_lens.tolist() + [n for n in batch.src_lens.tolist() for _ in range(3)]
     for h, src_len in zip(hyps, lens):
@@ -243,8 +250,9 @@ def test_scores_match_force_decoding_and_padding_invariance() -> None:
     """Each hypothesis's log-prob and attention are those of its own tokens, decoded alone."""
     model = RandomStepModel()
     batch = make_batch(LENGTHS)
-    beam = beam_search(model, batch.src, batch.src_lens, beam_size=4, length_penalty=1.0, max_len=50,
-                       max_len_ratio=2.0, nbest=4)
+    beam = beam_search(
+        model, batch.src, batch.src_lens, beam_size=4, length_penalty=1.0, max_len=50, max_len_ratio=2.0, nbest=4
+    )
     for i, hyps in enumerate(beam):
         n = int(batch.src_lens[i])
         for h in hyps:
@@ -252,8 +260,16 @@ def test_scores_match_force_decoding_and_padding_invariance() -> None:
             assert h.log_prob == pytest.approx(lp, abs=1e-4)
             assert h.score == pytest.approx(h.log_prob / gnmt_length_penalty(len(h.tokens) + 1, 1.0), abs=1e-4)
             torch.testing.assert_close(h.attention, attn, atol=1e-5, rtol=1e-4)
-        alone = beam_search(model, batch.src[i : i + 1, :n], batch.src_lens[i : i + 1], beam_size=4,
-                            length_penalty=1.0, max_len=50, max_len_ratio=2.0, nbest=4)[0]
+        alone = beam_search(
+            model,
+            batch.src[i : i + 1, :n],
+            batch.src_lens[i : i + 1],
+            beam_size=4,
+            length_penalty=1.0,
+            max_len=50,
+            max_len_ratio=2.0,
+            nbest=4,
+        )[0]
         assert [h.tokens for h in alone] == [h.tokens for h in hyps]
 
 
@@ -261,8 +277,9 @@ def test_nbest_sorted_and_beam_beats_greedy() -> None:
     model = RandomStepModel(seed=3)
     batch = make_batch(LENGTHS, seed=4)
     greedy = greedy_search(model, batch.src, batch.src_lens, max_len=50, max_len_ratio=2.0)
-    beam = beam_search(model, batch.src, batch.src_lens, beam_size=5, length_penalty=0.0, max_len=50,
-                       max_len_ratio=2.0, nbest=5)
+    beam = beam_search(
+        model, batch.src, batch.src_lens, beam_size=5, length_penalty=0.0, max_len=50, max_len_ratio=2.0, nbest=5
+    )
     better = 0
     for g, hyps in zip(greedy, beam):
         assert len(hyps) == 5
@@ -291,14 +308,16 @@ def test_length_penalty_changes_ranking() -> None:
     def lp_of(n: int) -> float:
         return n * math.log(0.6) + math.log(0.3)
 
-    (plain,) = beam_search(model, batch.src, batch.src_lens, beam_size=3, length_penalty=0.0, max_len=6,
-                           max_len_ratio=10.0, nbest=3)
+    (plain,) = beam_search(
+        model, batch.src, batch.src_lens, beam_size=3, length_penalty=0.0, max_len=6, max_len_ratio=10.0, nbest=3
+    )
     assert [h.tokens for h in plain] == [[], [A], [A, A]]
     assert [h.log_prob for h in plain] == pytest.approx([lp_of(0), lp_of(1), lp_of(2)], abs=1e-5)
     assert [h.score for h in plain] == pytest.approx([h.log_prob for h in plain])
 
-    (pen,) = beam_search(model, batch.src, batch.src_lens, beam_size=3, length_penalty=3.0, max_len=6,
-                         max_len_ratio=10.0, nbest=3)
+    (pen,) = beam_search(
+        model, batch.src, batch.src_lens, beam_size=3, length_penalty=3.0, max_len=6, max_len_ratio=10.0, nbest=3
+    )
     assert pen[0].tokens == [A] * 6
     assert pen[0].log_prob == pytest.approx(lp_of(6), abs=1e-5)
     assert pen[0].score == pytest.approx(lp_of(6) / ((5 + 7) / 6) ** 3.0, abs=1e-5)
@@ -313,8 +332,16 @@ def test_output_length_bounded_by_ratio() -> None:
         limit = [min(max_len, math.ceil(ratio * n)) for n in batch.src_lens.tolist()]
         greedy = greedy_search(model, batch.src, batch.src_lens, max_len=max_len, max_len_ratio=ratio)
         assert [len(h.tokens) for h in greedy] == limit
-        beam = beam_search(model, batch.src, batch.src_lens, beam_size=3, length_penalty=0.0, max_len=max_len,
-                           max_len_ratio=ratio, nbest=3)
+        beam = beam_search(
+            model,
+            batch.src,
+            batch.src_lens,
+            beam_size=3,
+            length_penalty=0.0,
+            max_len=max_len,
+            max_len_ratio=ratio,
+            nbest=3,
+        )
         for hyps, cap in zip(beam, limit):
             assert len(hyps) == 3  # forced end: the best live beams are returned
             assert all(len(h.tokens) == cap for h in hyps)
@@ -324,8 +351,9 @@ def test_output_length_bounded_by_ratio() -> None:
 def test_attention_follows_backpointers() -> None:
     model = PathModel()
     batch = make_batch([5, 11, 3, 8, 12, 2], vocab=9)
-    beam = beam_search(model, batch.src, batch.src_lens, beam_size=4, length_penalty=0.5, max_len=12,
-                       max_len_ratio=3.0, nbest=4)
+    beam = beam_search(
+        model, batch.src, batch.src_lens, beam_size=4, length_penalty=0.5, max_len=12, max_len_ratio=3.0, nbest=4
+    )
     reordered = any((idx.diff() < 0).any() or len(set(idx.tolist())) < idx.numel() for idx in model.selects[1:])
     assert reordered, "the search never reordered beams: the test would prove nothing"
     for hyps, n in zip(beam, batch.src_lens.tolist()):
@@ -344,13 +372,13 @@ def test_decode_dispatch_and_chunking() -> None:
     forms = [decode(model, batch, cfg), decode(model, batch.src, batch.src_lens, cfg)]
     for out in forms + [decode(model, batch.src, cfg=cfg)]:  # lengths counted from the padding
         assert [h.tokens for h in out] == [h.tokens for h in greedy]
-    beam = beam_search(model, batch.src, batch.src_lens, beam_size=3, length_penalty=0.6, max_len=50,
-                       max_len_ratio=2.0)
+    beam = beam_search(model, batch.src, batch.src_lens, beam_size=3, length_penalty=0.6, max_len=50, max_len_ratio=2.0)
     cfg = DecodeConfig(strategy=Strategy.beam, beam_size=3, length_penalty=0.6, max_len=50, max_len_ratio=2.0)
     assert [h.tokens for h in decode(model, batch, cfg)] == [hs[0].tokens for hs in beam]
     with pytest.raises(ValueError):
-        beam_search(model, batch.src, batch.src_lens, beam_size=2, length_penalty=0.0, max_len=5,
-                    max_len_ratio=1.0, nbest=3)
+        beam_search(
+            model, batch.src, batch.src_lens, beam_size=2, length_penalty=0.0, max_len=5, max_len_ratio=1.0, nbest=3
+        )
 
 
 # ----------------------------------------------------------------------------- real model
@@ -385,11 +413,13 @@ def test_real_model_paths_match_teacher_forcing(attention: bool) -> None:
     model = build_model(tiny_model_config(attention), 17, 17).eval()
     batch = make_batch(LENGTHS)
     greedy = greedy_search(model, batch.src, batch.src_lens, max_len=30, max_len_ratio=2.0)
-    beam1 = beam_search(model, batch.src, batch.src_lens, beam_size=1, length_penalty=0.0, max_len=30,
-                        max_len_ratio=2.0)
+    beam1 = beam_search(
+        model, batch.src, batch.src_lens, beam_size=1, length_penalty=0.0, max_len=30, max_len_ratio=2.0
+    )
     assert [g.tokens for g in greedy] == [b[0].tokens for b in beam1]
-    beam = beam_search(model, batch.src, batch.src_lens, beam_size=4, length_penalty=1.0, max_len=30,
-                       max_len_ratio=2.0, nbest=4)
+    beam = beam_search(
+        model, batch.src, batch.src_lens, beam_size=4, length_penalty=1.0, max_len=30, max_len_ratio=2.0, nbest=4
+    )
     hyps = [h for hs in beam for h in hs]
     rows = [i for i, hs in enumerate(beam) for _ in hs]
     srcs = [batch.src[i, : int(batch.src_lens[i]) - 1].tolist() for i in rows]
