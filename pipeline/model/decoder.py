@@ -16,7 +16,7 @@ Deep output (A.2.2):
     p(y_i | ...) = softmax(W_o dropout(t_i))    W_o optionally tied to E (then R must equal E)
 
 Teacher-forced :meth:`Decoder.forward` is written for throughput: W_ie E y for all
-steps is one GEMM before the loop; the loop itself is :func:`decoder_recurrence`
+steps is one GEMM before the loop; the loop itself is :func:`gru_recurrence`
 (pipeline/model/recurrence.py), one autograd function with a hand-written backward
 whose steps do only the query-dependent work (W_hh s_{i-1} fused with the attention's
 W_a s_{i-1} into one GEMM, attention, W_ic c_i, gate arithmetic) and whose weight
@@ -37,7 +37,7 @@ from torch import nn
 from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.errors import UserError
 from pipeline.model.encoder import EncoderOutput
-from pipeline.model.recurrence import ADDITIVE, DOT, decoder_recurrence
+from pipeline.model.recurrence import ADDITIVE, DOT, gru_recurrence
 from pipeline.tokenizer import PAD_ID
 
 
@@ -220,13 +220,13 @@ class Decoder(nn.Module):
         keys = ctx.precompute(enc)
         if ctx.static:
             c = keys  # [B, C], the same for every step: W_ic c hoisted out of the loop
-            s_all, _, _ = decoder_recurrence(
+            s_all, _, _ = gru_recurrence(
                 gi + F.linear(c, self.weight_ic), s0, self.weight_hh.to(dt), self.bias_hh.to(dt)
             )
             attn = None
         else:
             w_q, b_q, mode, scale, v = self._recurrence_weights()
-            s_all, c_all, a_all = decoder_recurrence(
+            s_all, c_all, a_all = gru_recurrence(
                 gi, s0, w_q.to(dt), b_q.to(dt), w_ic=self.weight_ic.to(dt), keys=keys.to(dt),
                 states=enc.states.to(dt), mask=enc.mask, v=None if v is None else v.to(dt), mode=mode, scale=scale,
             )  # fmt: skip
@@ -243,7 +243,7 @@ class Decoder(nn.Module):
         return self._features(pre.transpose(0, 1)), attn
 
     def _recurrence_weights(self) -> tuple[torch.Tensor, torch.Tensor, str, float, torch.Tensor | None]:
-        """(W_q, b_q, mode, scale, v_a) of :func:`decoder_recurrence` for this attention.
+        """(W_q, b_q, mode, scale, v_a) of :func:`gru_recurrence` for this attention.
 
         The additive score's W_a s_{i-1} is stacked under W_hh s_{i-1}, so one GEMM per step
         computes both; the multiplicative scores query with s_{i-1} itself.

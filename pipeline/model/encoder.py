@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig, RnnType
+from pipeline.model.recurrence import gru_recurrence
 from pipeline.tokenizer import PAD_ID
 
 
@@ -41,6 +43,9 @@ class EncoderOutput:
             summary=self.summary.index_select(0, idx),
             first_backward=self.first_backward.index_select(0, idx),
         )
+
+
+_GRU_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def run_fused_rnn(rnn: nn.RNNBase, x, hx: torch.Tensor | None = None):
@@ -116,15 +121,20 @@ class Encoder(nn.Module):
         init_rnn_(self.rnn)
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor) -> EncoderOutput:
-        """Encode ``src`` [B, S] long (PAD-padded) with true lengths ``src_lens`` [B] long (all >= 1)."""
+        """Encode ``src`` [B, S] long (PAD-padded) with true lengths ``src_lens`` [B] long (all >= 1).
+
+        A GRU on the CPU runs :meth:`unrolled_gru` (the same function as torch's packed GRU,
+        faster there); an LSTM, or any RNN on CUDA (cuDNN), runs :meth:`packed_rnn`.
+        """
         bsz, slen = src.shape
         he = self.hidden_dim
         emb = self.dropout(self.embedding(src))  # [B, S, E]
-        packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = run_fused_rnn(self.rnn, packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, padding_value=0.0, total_length=slen)  # [B, S, 2He]
-        lens = src_lens.to(states.device)
-        mask = torch.arange(slen, device=states.device)[None, :] < lens[:, None]
+        lens = src_lens.to(emb.device)
+        mask = torch.arange(slen, device=emb.device)[None, :] < lens[:, None]
+        if isinstance(self.rnn, nn.GRU) and emb.device.type == "cpu":
+            states = self.unrolled_gru(emb, lens, mask)
+        else:
+            states = self.packed_rnn(emb, src_lens)
         last_fwd = states[torch.arange(bsz, device=states.device), lens - 1, :he]  # →h_{T_x}
         first_bwd = states[:, 0, he:]  # ←h_1
         return EncoderOutput(
@@ -133,3 +143,41 @@ class Encoder(nn.Module):
             summary=torch.cat([last_fwd, first_bwd], dim=-1),
             first_backward=first_bwd,
         )
+
+    def packed_rnn(self, emb: torch.Tensor, src_lens: torch.Tensor) -> torch.Tensor:
+        """Annotations [B, S, 2He] of ``emb`` [B, S, E] from ``self.rnn`` over packed sequences."""
+        packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = run_fused_rnn(self.rnn, packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, padding_value=0.0, total_length=emb.shape[1])
+        return states
+
+    def unrolled_gru(self, emb: torch.Tensor, lens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`packed_rnn` for a GRU, with ``self.rnn``'s weights, through :func:`gru_recurrence`.
+
+        Why: torch's CPU GRU steps a packed batch with autograd ops per step and per layer, and
+        accumulates each weight gradient step by step; :func:`gru_recurrence` computes W_ih x
+        for all steps in one GEMM and every weight gradient once.  Padding is handled without
+        masks inside the loop: each sequence is reversed within its length for the backward
+        direction, so in both directions the padded positions come after the real ones, where
+        they cannot reach a real output, and their outputs are zeroed.
+        """
+        rnn = self.rnn
+        bsz, slen = mask.shape
+        t = torch.arange(slen, device=emb.device)[None, :]
+        rev = torch.where(mask, lens[:, None] - 1 - t, t).t()  # [S, B]: x_t of the reversed sequence
+        keep = mask.t().unsqueeze(2)  # [S, B, 1]
+        x = emb.transpose(0, 1)  # [S, B, E]
+        for layer in range(rnn.num_layers):
+            if layer > 0:
+                x = F.dropout(x, rnn.dropout, self.training)
+            outs = []
+            for suffix in ("", "_reverse"):
+                w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l{layer}{suffix}") for n in _GRU_PARAMS)
+                inp = x.gather(0, rev.unsqueeze(2).expand_as(x)) if suffix else x
+                gi = F.linear(inp, w_ih, b_ih)  # [S, B, 3He]: W_ih x_t + b_ih for every step
+                dt = gi.dtype
+                s_all, _, _ = gru_recurrence(gi, gi.new_zeros(bsz, self.hidden_dim), w_hh.to(dt), b_hh.to(dt))
+                y = s_all[1:] * keep.to(dt)
+                outs.append(y.gather(0, rev.unsqueeze(2).expand_as(y)) if suffix else y)
+            x = torch.cat(outs, -1)
+        return x.transpose(0, 1)  # [B, S, 2He]

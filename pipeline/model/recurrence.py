@@ -1,6 +1,7 @@
-"""The teacher-forced decoder recurrence of :class:`pipeline.model.decoder.Decoder` as one
-autograd function with a hand-written backward pass (Bahdanau et al. 2015, eqs. 4-6 and
-appendix A.2.2).
+"""A GRU recurrence, optionally conditioned on attention, as one autograd function with a
+hand-written backward pass: the teacher-forced decoder of :class:`pipeline.model.decoder.Decoder`
+(Bahdanau et al. 2015, eqs. 4-6 and appendix A.2.2) and, without attention, each direction
+of each layer of the encoder's GRU on the CPU (:mod:`pipeline.model.encoder`).
 
 Why by hand: under autograd every step of the loop leaves ~30 graph nodes, and the backward
 pass then computes each weight's gradient as one small GEMM *per step* and adds them up, and
@@ -22,10 +23,11 @@ Forward, per step i, given s_{i-1} [B, Hd] (W_q = [W_hh ; W_a], b_q = [b_hh ; 0]
     gi   = gi_emb_i + W_ic c_i                 gi_emb_i = W_ie E y_{i-1} + b_ih (computed outside)
     r, z = σ(gi_rz + gh_rz),  n = tanh(gi_n + r ⊙ gh_n),  s_i = (1 - z) ⊙ n + z ⊙ s_{i-1}     eq. 4
 
-The fixed-context baseline uses the same function without attention (``gi`` then already
-holds W_ic c).  The forward computes exactly the operations of the step-by-step path
-(:meth:`Decoder.step`), so fp32 outputs are identical; gradients agree with autograd to
-float rounding (tests/unit/test_recurrence.py).  All tensors must be in one compute dtype
+The fixed-context baseline and the encoder use the same function without attention (``gi``
+then already holds W_ic c, or is W_ih x_t + b_ih of the encoder layer).  The forward
+computes the operations of the step-by-step path (:meth:`Decoder.step`), so fp32 outputs
+agree to float rounding, and so do the gradients with autograd's
+(tests/unit/test_recurrence.py).  All tensors must be in one compute dtype
 (bf16 under autocast), except the attention weights and the softmax, which are float32.
 """
 
@@ -36,7 +38,7 @@ import torch
 ADDITIVE, DOT, STATIC = "additive", "dot", "static"
 
 
-class _DecoderRecurrence(torch.autograd.Function):
+class _GruRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, s0, w_q, b_q, w_ic, keys, states, mask, v, mode, scale, save):
         hd = s0.shape[1]
@@ -166,7 +168,7 @@ def _cell_backward(ds, s_prev, rz, n, gh_n, d_gi, d_gh):
     return ds_prev
 
 
-def decoder_recurrence(
+def gru_recurrence(
     gi: torch.Tensor,
     s0: torch.Tensor,
     w_q: torch.Tensor,
@@ -180,7 +182,7 @@ def decoder_recurrence(
     mode: str = STATIC,
     scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the decoder GRU over T teacher-forced steps: (s [T+1, B, Hd] with s_0 first,
+    """Run a GRU over T steps, teacher-forced: (s [T+1, B, Hd] with s_0 first,
     c [T, B, C], α [T, B, S] float32); c and α are empty for ``mode="static"``.
 
     ``gi`` [T, B, 3Hd] is the step input's part of the GRU pre-activations (W_ie E y_{i-1} + b_ih,
@@ -193,4 +195,4 @@ def decoder_recurrence(
         raise ValueError(f"unknown recurrence mode {mode!r}")
     inputs = (gi, s0, w_q, b_q, w_ic, keys, states, v)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    return _DecoderRecurrence.apply(gi, s0, w_q, b_q, w_ic, keys, states, mask, v, mode, float(scale), save)
+    return _GruRecurrence.apply(gi, s0, w_q, b_q, w_ic, keys, states, mask, v, mode, float(scale), save)
