@@ -118,12 +118,17 @@ class BucketBatchSampler:
         self.epoch = epoch
 
     def batches(self, epoch: int | None = None) -> list[np.ndarray]:
-        """All batches of an epoch for this rank, in the order they are served."""
+        """All batches of an epoch for this rank, in the order they are served.
+
+        Each batch is a view into one int32 array of the epoch's example order (4 bytes
+        an example), not an array of its own.
+        """
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch])
         n = len(self.src_lens)
         tie = rng.permutation(n) if self.shuffle else np.arange(n)
-        order = np.lexsort((tie, self.src_lens, self.tgt_lens))
+        order = np.lexsort((tie, self.src_lens, self.tgt_lens)).astype(_index_dtype(n))
+        del tie
         batches = self._cut(order)
         if self.shuffle:
             perm = rng.permutation(len(batches))
@@ -134,18 +139,27 @@ class BucketBatchSampler:
         return batches
 
     def _cut(self, order: np.ndarray) -> list[np.ndarray]:
+        """Cut ``order`` greedily: a batch ends just before the example that would break the budget.
+
+        The same cuts as walking the examples one by one in Python, which took 19 s an
+        epoch at 5M pairs; this walks batch by batch and looks at a window per batch.
+        Every width is >= 1, so a batch starting with width w0 holds at most
+        ``max(1, min(max_tokens // w0, max_sentences))`` examples: the example that
+        breaks the budget lies within a window of one more.
+        """
         width = np.maximum(self.src_lens[order], self.tgt_lens[order])
+        n = len(order)
         batches: list[np.ndarray] = []
-        start, widest = 0, 0
-        for k in range(len(order)):
-            w = max(widest, int(width[k]))
-            size = k - start + 1
-            if k > start and (w * size > self.max_tokens or size > self.max_sentences):
-                batches.append(order[start:k])
-                start, w = k, int(width[k])
-            widest = w
-        if start < len(order):
-            batches.append(order[start:])
+        start = 0
+        while start < n:
+            limit = max(1, min(self.max_tokens // int(width[start]), self.max_sentences))
+            window = width[start : start + limit + 1]
+            size = np.arange(1, len(window) + 1)
+            over = (np.maximum.accumulate(window) * size > self.max_tokens) | (size > self.max_sentences)
+            over[0] = False  # an example longer than the budget still forms a batch of its own
+            end = start + (int(over.argmax()) if over.any() else len(window))
+            batches.append(order[start:end])
+            start = end
         return batches
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -153,6 +167,11 @@ class BucketBatchSampler:
 
     def __len__(self) -> int:
         return len(self.batches())
+
+
+def _index_dtype(n: int) -> type[np.integer]:
+    """The narrowest signed integer type that indexes ``n`` examples (int32 up to 2**31)."""
+    return np.int32 if n <= np.iinfo(np.int32).max else np.int64
 
 
 def padding_fraction(batches: Sequence[np.ndarray], src_lens: np.ndarray, tgt_lens: np.ndarray) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.batching import BucketBatchSampler, padding_fraction
 from pipeline.config import BatchConfig, DataConfig, TokenizerConfig
-from pipeline.data import SPLITS, column_array, load_corpus
+from pipeline.data import SPLITS, column_array, load_corpus, release_mapped_pages
 from pipeline.tokenizer import UNK_ID, SentencePiece, Tokenizer, build_tokenizer
 
 DROP_REASONS = ("empty", "too_long", "ratio")
@@ -122,7 +122,9 @@ class TrainText:
     """One side of the train split's non-empty pairs, streamed from Arrow in batches (re-iterable).
 
     Holding a large corpus as Python strings would cost several times its size in memory;
-    this keeps the tokenizer's input at one batch at a time.
+    this keeps the tokenizer's input at one batch at a time, and hands the pages of the
+    memory-mapped file back after each batch: at 5M pairs they would stay in RSS, ~320 MB
+    mapped by opening the corpus and ~180 MB more for the 1M lines the tokenizer reads.
     """
 
     ds: datasets.Dataset
@@ -131,6 +133,7 @@ class TrainText:
 
     def __iter__(self) -> Iterator[str]:
         for batch in self.ds.iter(batch_size=self.batch_size):
+            release_mapped_pages(self.ds)
             for s, t in zip(batch["src"], batch["tgt"]):
                 if s.strip() and t.strip():
                     yield s if self.side == "src" else t

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
 from pipeline.config import ModelConfig, Precision, TrainAppConfig, as_plain_dict, to_object
-from pipeline.data import column_array
+from pipeline.data import column_array, release_mapped_pages
 from pipeline.distributed import (
     all_max,
     all_sum,
@@ -242,7 +242,9 @@ class Trainer:
             self.tcfg.lr, self.tcfg.warmup_steps, self.tcfg.plateau_factor, self.tcfg.plateau_patience, self.tcfg.min_lr
         )
         train = self.data.splits["train"]
-        self.train_ds = train
+        # Batches read only the piece ids: the texts and lengths of each row would be
+        # decoded for nothing and map more pages of the Arrow file.
+        self.train_ds = train.select_columns(["src_ids", "tgt_ids"])
         self.sampler = BucketBatchSampler(
             column_array(train, "src_len"),
             column_array(train, "tgt_len"),
@@ -445,6 +447,9 @@ class Trainer:
 
     def _batch(self, idx: np.ndarray):
         ex = self.train_ds[idx.tolist()]
+        # A batch's rows lie all over the file; unreleased, their pages (about 40 MB a
+        # batch at 5M pairs) would pile up in RSS until the whole file is mapped.
+        release_mapped_pages(self.train_ds)
         batch = collate(ex["src_ids"], ex["tgt_ids"], idx.tolist())
         if self.device.type == "cuda":  # page-locked memory lets the copy overlap with compute
             batch = batch.pin_memory()

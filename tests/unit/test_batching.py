@@ -165,3 +165,52 @@ def test_padding_fraction():
     # summed over batches, not averaged per batch
     assert padding_fraction([np.array([0, 1]), np.array([2, 3])], src, tgt) == pytest.approx(1 - (14 + 17) / (14 + 24))
     assert padding_fraction([], src, tgt) == 0.0
+
+
+def reference_batches(
+    src: np.ndarray, tgt: np.ndarray, max_tokens: int, max_sentences: int, seed: int, epoch: int, shuffle: bool
+) -> list[np.ndarray]:
+    """The sampler as it was before the window-per-batch cut: a Python walk over every example."""
+    src_lens, tgt_lens = np.asarray(src, dtype=np.int32) + 1, np.asarray(tgt, dtype=np.int32) + 1
+    rng = np.random.default_rng([seed, epoch])
+    n = len(src_lens)
+    tie = rng.permutation(n) if shuffle else np.arange(n)
+    order = np.lexsort((tie, src_lens, tgt_lens))
+    width = np.maximum(src_lens[order], tgt_lens[order])
+    batches, start, widest = [], 0, 0
+    for k in range(n):
+        w = max(widest, int(width[k]))
+        size = k - start + 1
+        if k > start and (w * size > max_tokens or size > max_sentences):
+            batches.append(order[start:k])
+            start, w = k, int(width[k])
+        widest = w
+    if start < n:
+        batches.append(order[start:])
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "max_sentences", "shuffle"),
+    [(MAX_TOKENS, 10**9, True), (MAX_TOKENS, 7, True), (MAX_TOKENS, 1, False), (37, 10**9, True), (5000, 64, False)],
+)
+def test_batches_are_the_same_as_the_example_by_example_walk(lengths, max_tokens, max_sentences, shuffle):
+    """Cutting batch by batch (a window each) gives exactly the batches of the old per-example walk."""
+    src, tgt = lengths
+    sampler = BucketBatchSampler(src, tgt, max_tokens, max_sentences=max_sentences, seed=4, shuffle=shuffle)
+    for epoch in (0, 1):
+        got = sampler.batches(epoch)
+        want = reference_batches(src, tgt, max_tokens, max_sentences, 4, epoch, shuffle)
+        assert len(got) == len(want)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_batches_are_int32_views_of_one_order_array(lengths):
+    """An epoch costs 4 bytes an example plus a small object per batch, not a separate array per batch."""
+    src, tgt = lengths
+    batches = BucketBatchSampler(src, tgt, MAX_TOKENS, seed=0).batches(0)
+    assert {b.dtype for b in batches} == {np.dtype(np.int32)}
+    assert len({id(b.base) for b in batches}) == 1
+    assert sum(len(b) for b in batches) == len(batches[0].base) == len(src)
