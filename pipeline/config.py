@@ -228,6 +228,7 @@ class TrainConfig:
     dist_timeout_minutes: float = positive(30.0)
     examples_logged: int = at_least(3, 0)
     progress: bool = True
+    keep_freed_memory: bool = True
 
 
 @dataclass

@@ -35,6 +35,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
 from pipeline.config import ModelConfig, Precision, TrainAppConfig, as_plain_dict, to_object
@@ -224,6 +225,8 @@ class Trainer:
             self._check_run_dir()
         if self.tcfg.threads:
             torch.set_num_threads(self.tcfg.threads)
+        if self.tcfg.keep_freed_memory:
+            keep_freed_memory()
         self.bf16 = Precision(self.tcfg.precision) == Precision.bf16
         self.config_dict = as_plain_dict(cfg)
         seed_everything(self.tcfg.seed)
@@ -235,7 +238,8 @@ class Trainer:
         self.tokenizer = self.data.tokenizer
         self.model = build_model(cfg.model, len(self.tokenizer.src), len(self.tokenizer.tgt)).to(self.device)
         self.trained = self._data_parallel(self.model)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr)
+        # fused: one kernel over all parameters (CPU and CUDA), ~3x faster than the per-tensor loop
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr, fused=True)
         if self.main:
             self._check_free_space()
         self.schedule = PlateauWarmup(

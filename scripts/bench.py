@@ -32,6 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.allocator import keep_freed_memory  # noqa: E402
 from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
 from pipeline.config import (  # noqa: E402
     AttentionPlacement,
@@ -43,6 +44,7 @@ from pipeline.config import (  # noqa: E402
     ModelConfig,
     Strategy,
     TokenizerConfig,
+    TrainConfig,
     to_object,
 )
 from pipeline.data import column_array  # noqa: E402
@@ -78,7 +80,7 @@ def train_throughput(
     if luong:  # conf/model/luong.yaml
         cfg.attention.placement = AttentionPlacement.luong
     model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as pipeline/train.py
     train = data.splits["train"]
     sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
     batches = []
@@ -140,6 +142,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if TrainConfig().keep_freed_memory:  # as training does by default
+        keep_freed_memory()
 
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
