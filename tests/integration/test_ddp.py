@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -71,3 +74,51 @@ def test_a_two_rank_run_resumes_with_one_process(tmp_path):
     proc = _train(tmp_path, "run", "train.max_steps=4")
     assert "resuming from" in proc.stdout and "at step 2" in proc.stdout
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def _local_rank(pid: int) -> str | None:
+    try:
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+        return None
+    return next((e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"LOCAL_RANK=")), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
+def test_a_dead_rank_stops_the_run_with_an_error_instead_of_hanging(tmp_path):
+    """SIGKILL rank 1 mid-training: torchrun stops rank 0 and exits non-zero within a bounded time,
+    naming the failed rank, and every checkpoint left behind is intact."""
+    data = write_slice(tmp_path / "m30k")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+        "-m", "pipeline.train", f"data.local_dir={data}", f"data.cache_dir={tmp_path / 'cache'}",
+        f"run_dir={tmp_path / 'run'}", *TINY_OVERRIDES, "train.max_steps=100000", "train.max_epochs=1000",
+        "train.eval_every=20", "train.dist_timeout_minutes=1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "run" / "checkpoints" / "best.pt").exists():  # past the first validation
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.5)
+        rank1 = [pid for pid in _children(proc.pid) if _local_rank(pid) == "1"]
+        assert rank1, "rank 1 not found"
+        os.kill(rank1[0], signal.SIGKILL)
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=240)  # torchrun: SIGTERM to the others, SIGKILL 30 s later
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 240
+    assert "local_rank: 1" in err or "rank 1" in err.lower(), err[-2000:]
+    for ckpt in (tmp_path / "run" / "checkpoints").glob("*.pt"):
+        load_checkpoint(ckpt)  # raises on a torn file
