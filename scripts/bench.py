@@ -73,7 +73,10 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
 def train_throughput(
     data, context: ContextType, bf16: bool, steps: int, repeats: int, score: str = "additive", luong: bool = False
 ) -> tuple[float, float]:
-    """(median target tokens/s, FLOPs per target token) of full training steps."""
+    """(median target tokens/s, FLOPs per target token) of full training steps, set up as
+    pipeline/train.py does by default (fused Adam, ``train.keep_freed_memory``)."""
+    if TrainConfig().keep_freed_memory:
+        keep_freed_memory()
     torch.manual_seed(0)
     cfg = ModelConfig(name=context.value, context=context)
     cfg.attention.score = AttentionScore(score)
@@ -142,8 +145,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if TrainConfig().keep_freed_memory:  # as training does by default
-        keep_freed_memory()
 
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
