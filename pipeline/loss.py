@@ -59,7 +59,10 @@ class _LinearSmoothedCrossEntropy(torch.autograd.Function):
                     db += g.sum(0)
                     g = g.to(compute_dtype)
                     torch.mm(g, w, out=dxs[chunk])
-                    dw += (g.t() @ x_c).float()
+                    if g.dtype == dw.dtype:  # fp32: accumulate inside the GEMM, no [V, R] temporary
+                        dw.addmm_(g.t(), x_c)
+                    else:
+                        dw += (g.t() @ x_c).float()
         if need_grad:
             dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device).index_copy_(0, rows, dxs.to(x.dtype))
             ctx.save_for_backward(dx, dw, db)
