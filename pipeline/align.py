@@ -192,7 +192,7 @@ def score_aer(aligned: list[Aligned], cfg: AlignAppConfig) -> dict:
 
 def align(cfg: AlignAppConfig) -> dict:
     """Run the export; returns a summary (paths and scores)."""
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads)
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.cpu_kernels)
     if not restored.model.has_attention:
         raise UserError(
             f"{cfg.checkpoint} is a {restored.config['model']['name']} model without attention: there is nothing to "

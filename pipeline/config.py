@@ -207,6 +207,7 @@ class TrainConfig:
     device: str = "auto"
     threads: Optional[int] = at_least(None, 1)
     precision: Precision = Precision.fp32
+    cpu_kernels: bool = True
     lr: float = positive(1e-3)
     warmup_steps: int = at_least(0, 0)
     plateau_factor: float = _ranged(0.5, lambda v: 0 < v <= 1, "in (0, 1]")
@@ -259,6 +260,7 @@ class EvaluateAppConfig:
     device: str = "auto"
     threads: Optional[int] = None
     precision: Precision = Precision.fp32
+    cpu_kernels: bool = True
     length_edges: list[int] = field(default_factory=lambda: [8, 10, 12, 14, 17])
     min_bucket: int = at_least(50, 1)
     n_bootstrap: int = at_least(1000, 1)
@@ -272,6 +274,7 @@ class TranslateAppConfig:
     device: str = "auto"
     threads: Optional[int] = None
     precision: Precision = Precision.fp32
+    cpu_kernels: bool = True
 
 
 class Level(str, Enum):
@@ -309,6 +312,7 @@ class AlignAppConfig:
     device: str = "auto"
     threads: Optional[int] = None
     precision: Precision = Precision.fp32
+    cpu_kernels: bool = True
 
 
 @dataclass

@@ -111,7 +111,7 @@ def read_inputs(
 
 def evaluate(cfg: EvaluateAppConfig) -> dict:
     """Decode and score; returns the JSON written to ``out/NAME.json``."""
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads)
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.cpu_kernels)
     stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
     assert refs is not None
     result = translate_texts(restored, srcs, cfg.decode, Precision(cfg.precision) == Precision.bf16)

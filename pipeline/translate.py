@@ -16,6 +16,7 @@ import torch
 from pipeline.checkpoint import Restored, restore
 from pipeline.config import DecodeConfig, Precision, TranslateAppConfig
 from pipeline.data import read_lines
+from pipeline.model.cpu_kernels import use_cpu_kernels
 from pipeline.search import Hypothesis, decode_sequences
 from pipeline.train import resolve_device
 from pipeline.validation import autocast_for
@@ -29,10 +30,11 @@ class Translations:
     seconds: float  # decoding time (encode + search + detokenize)
 
 
-def load_model(checkpoint: str, device: str, threads: int | None) -> Restored:
-    """The checkpoint's model and tokenizer on the requested device."""
+def load_model(checkpoint: str, device: str, threads: int | None, cpu_kernels: bool = True) -> Restored:
+    """The checkpoint's model and tokenizer on the requested device (threads and ``cpu_kernels`` as configured)."""
     if threads:
         torch.set_num_threads(threads)
+    use_cpu_kernels(cpu_kernels)
     return restore(checkpoint, resolve_device(device))
 
 
@@ -50,7 +52,7 @@ def translate_texts(restored: Restored, texts: list[str], cfg: DecodeConfig, bf1
 def translate(cfg: TranslateAppConfig) -> None:
     """Read sentences from ``cfg.input`` or stdin, write translations to stdout."""
     texts = read_lines(cfg.input) if cfg.input else [line.rstrip("\r\n") for line in sys.stdin]
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads)
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.cpu_kernels)
     result = translate_texts(restored, texts, cfg.decode, Precision(cfg.precision) == Precision.bf16)
     sys.stdout.write("".join(f"{t}\n" for t in result.texts))
     sys.stdout.flush()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.model.cpu_kernels import additive_attention_kernel
 from pipeline.model.encoder import EncoderOutput
 
 ADDITIVE_CHUNK_ELEMENTS = 1 << 25  # attend_all bounds its [B, t, S, A] tanh input to this many elements
@@ -34,6 +35,26 @@ def _normalise(energies: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor
     w = weights.to(states.dtype)
     context = torch.bmm(w.unsqueeze(1), states).squeeze(1) if w.dim() == 2 else torch.bmm(w, states)
     return context, weights
+
+
+def _fused_step(
+    q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor, enc: EncoderOutput
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(context, α) of the additive step by the fused CPU kernel, or None where it does not apply:
+    gradients needed (its backward is :mod:`pipeline.model.recurrence`'s), other devices, mixed dtypes."""
+    states = enc.states
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, keys, v, states)):
+        return None
+    if keys.dtype != states.dtype:
+        return None
+    kernel = additive_attention_kernel(keys.device)
+    if kernel is None:
+        return None
+    alpha = torch.empty(enc.mask.shape, dtype=torch.float32, device=keys.device)
+    context = torch.empty(states.shape[0], states.shape[2], dtype=states.dtype, device=keys.device)
+    q, v = q.float().contiguous(), v.float().contiguous()
+    kernel.forward(keys.contiguous(), q, v, states.contiguous(), enc.mask.contiguous(), alpha, context)
+    return context, alpha
 
 
 class BahdanauAttention(nn.Module):
@@ -88,8 +109,12 @@ class BahdanauAttention(nn.Module):
 
         Returns (context c_i [B, 2He], weights α_i [B, S] float32).  The softmax runs in
         float32 even under low-precision autocast; masked energies are -inf, so padded
-        positions get exactly 0 weight.
+        positions get exactly 0 weight.  Without gradients (search) on the CPU the step runs
+        as one call of the fused kernel (pipeline/model/cpu_kernels.py) when it is available.
         """
+        fused = _fused_step(q, keys, self.v_a, enc)
+        if fused is not None:
+            return fused
         energies = torch.matmul(torch.tanh(keys + q.unsqueeze(1)), self.v_a.to(keys.dtype))  # [B, S]  eq. 6
         return _normalise(energies, enc)
 

@@ -35,7 +35,122 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.model.cpu_kernels import additive_attention_kernel
+
 ADDITIVE, DOT, STATIC = "additive", "dot", "static"
+
+
+class _AdditiveKernelScore:
+    """Eqs. 5-6 by the fused CPU kernel (pipeline/model/kernels/additive_attention.cpp): one call
+    per step computes scores, softmax and context; the backward recomputes tanh(U_a h + q), so
+    only the queries q_i [T, B, A] (float32) are kept."""
+
+    def __init__(self, kernel, keys, states, mask, v, t_len, save):
+        self.kernel, self.keys, self.states = kernel, keys.contiguous(), states.contiguous()
+        self.mask = mask.contiguous()
+        self.v_f = v.float().contiguous()
+        self.saved = torch.empty(t_len if save else 1, *keys.shape[::2], dtype=torch.float32, device=keys.device)
+
+    def forward(self, i, s, q, alpha_out, context_out):
+        q_i = self.saved[i if self.saved.shape[0] > 1 else 0]
+        q_i.copy_(q)
+        self.kernel.forward(self.keys, q_i, self.v_f, self.states, self.mask, alpha_out, context_out)
+
+    def start_backward(self):
+        self.d_keys = torch.zeros(self.keys.shape, dtype=torch.float32, device=self.keys.device)
+        self.d_v = torch.zeros(self.v_f.shape, dtype=torch.float32, device=self.keys.device)
+
+    def backward(self, i, s, alpha, dc, d_q, ds):
+        """Writes ∂q_i into ``d_q``; returns ∂s_{i-1} (unchanged: the query is q_i = W_a s_{i-1}, in W_q)."""
+        d_q.copy_(self.kernel.backward(self.keys, self.saved[i], self.v_f, self.states, self.mask, alpha, dc.float(),
+                                       self.d_keys, self.d_v))  # fmt: skip
+        return ds
+
+    def grads(self, a_all, s_all, dtypes):
+        return self.d_keys.to(dtypes[0]), self.d_v.to(dtypes[1])
+
+
+class _AdditiveTorchScore:
+    """Eqs. 5-6 in torch ops (other devices, or where the kernel cannot be built).  The element-wise
+    work is in float32, as bf16 tanh is ~4x slower on CPUs; tanh(U_a h + q_i) is kept per step."""
+
+    def __init__(self, keys, states, mask, v, t_len, save):
+        self.keys_f, self.states, self.pad, self.v_f = keys.float(), states, ~mask, v.float()
+        self.saved = self.keys_f.new_empty(t_len if save else 1, *keys.shape)
+
+    def forward(self, i, s, q, alpha_out, context_out):
+        th = torch.add(self.keys_f, q.float().unsqueeze(1), out=self.saved[i if self.saved.shape[0] > 1 else 0])
+        energies = torch.matmul(th.tanh_(), self.v_f)  # [B, S], float32
+        _normalise(energies, self.pad, self.states, alpha_out, context_out)
+
+    def start_backward(self):
+        self.d_v = torch.zeros_like(self.v_f)
+
+    def backward(self, i, s, alpha, dc, d_q, ds):
+        de = _softmax_backward(alpha, self.states, dc)
+        th = self.saved[i]
+        self.d_v += torch.mv(th.flatten(0, 1).t(), de.flatten())
+        d_th = de.unsqueeze(2) * self.v_f  # ∂tanh output [B, S, A]
+        torch.addcmul(d_th, d_th, th.square_(), value=-1.0, out=th)  # saved[i] := ∂pre_i
+        d_q.copy_(th.sum(1))  # ∂q_i = Σ_j ∂pre_ij
+        return ds
+
+    def grads(self, a_all, s_all, dtypes):
+        return self.saved.sum(0).to(dtypes[0]), self.d_v.to(dtypes[1])
+
+
+class _DotScore:
+    """e_ij = scale · s_{i-1}ᵀ k_j (dot / general / scaled_dot); the query is s_{i-1} itself."""
+
+    def __init__(self, keys, states, mask, scale, t_len):
+        self.keys, self.states, self.pad, self.scale = keys, states, ~mask, scale
+        self.d_e = None
+
+    def forward(self, i, s, q, alpha_out, context_out):
+        energies = torch.bmm(self.keys, s.unsqueeze(2)).squeeze(2)
+        if self.scale != 1.0:
+            energies = energies * self.scale
+        _normalise(energies, self.pad, self.states, alpha_out, context_out)
+
+    def start_backward(self):
+        self.d_e = None
+
+    def backward(self, i, s, alpha, dc, d_q, ds):
+        de = _softmax_backward(alpha, self.states, dc)
+        if self.d_e is None:
+            self.d_e = torch.empty(i + 1, *de.shape, dtype=de.dtype, device=de.device)
+        self.d_e[i] = de
+        return ds + self.scale * torch.bmm(de.to(ds.dtype).unsqueeze(1), self.keys).squeeze(1)
+
+    def grads(self, a_all, s_all, dtypes):
+        d_keys = torch.bmm(self.d_e.to(s_all.dtype).permute(1, 2, 0), s_all[: self.d_e.shape[0]].transpose(0, 1))
+        return (d_keys * self.scale if self.scale != 1.0 else d_keys), None
+
+
+def _normalise(energies, pad, states, alpha_out, context_out):
+    """α_i = softmax over real positions (float32) into ``alpha_out``; c_i = Σ_j α_ij h_j into ``context_out``."""
+    alpha = torch.softmax(energies.masked_fill(pad, float("-inf")), dim=-1, dtype=torch.float32)
+    alpha_out.copy_(alpha)
+    torch.bmm(alpha.to(states.dtype).unsqueeze(1), states, out=context_out.unsqueeze(1))
+
+
+def _softmax_backward(alpha, states, dc):
+    """∂e_i [B, S] float32 from ∂c_i: ∂α_ij = h_j · ∂c_i, then the softmax backward (0 on padding)."""
+    d_alpha = torch.bmm(states, dc.unsqueeze(2)).squeeze(2).float()
+    return alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))
+
+
+def _score(mode, keys, states, mask, v, scale, t_len, save):
+    """The per-step attention of ``mode``: the fused CPU kernel for the additive score where it is
+    available (pipeline/model/cpu_kernels.py), else torch ops; None without attention."""
+    if mode == STATIC:
+        return None
+    if mode == DOT:
+        return _DotScore(keys, states, mask, scale, t_len)
+    kernel = additive_attention_kernel(keys.device)
+    if kernel is not None:
+        return _AdditiveKernelScore(kernel, keys, states, mask, v, t_len, save)
+    return _AdditiveTorchScore(keys, states, mask, v, t_len, save)
 
 
 class _GruRecurrence(torch.autograd.Function):
@@ -43,8 +158,8 @@ class _GruRecurrence(torch.autograd.Function):
     def forward(ctx, gi, s0, w_q, b_q, w_ic, keys, states, mask, v, mode, scale, save):
         hd = s0.shape[1]
         t_len, b = gi.shape[:2]
-        attention = mode != STATIC
         with torch.autocast(gi.device.type, enabled=False):
+            score = _score(mode, keys, states, mask, v, scale, t_len, save)
             s_all = gi.new_empty(t_len + 1, b, hd)
             s_all[0] = s0
             rz_all, n_all, ghn_all = (
@@ -52,37 +167,20 @@ class _GruRecurrence(torch.autograd.Function):
                 gi.new_empty(t_len, b, hd),
                 gi.new_empty(t_len, b, hd),
             )
-            if attention:
-                src_len = keys.shape[1]
+            if score is not None:
                 c_all = gi.new_empty(t_len, b, states.shape[2])
-                a_all = torch.empty(t_len, b, src_len, dtype=torch.float32, device=gi.device)
-                pad = ~mask
-                th_all = keys_f = v_f = None
-                if mode == ADDITIVE:  # the score's element-wise work in fp32: bf16 tanh is ~4x slower on CPUs
-                    keys_f, v_f = keys.float(), v.float()
-                    th_all = keys_f.new_empty(t_len if save else 1, *keys.shape)
+                a_all = torch.empty(t_len, b, keys.shape[1], dtype=torch.float32, device=gi.device)
             else:
-                th_all, c_all, a_all = None, gi.new_empty(0), gi.new_empty(0)
+                c_all, a_all = gi.new_empty(0), gi.new_empty(0)
             w_q_t = w_q.t()
-            w_ic_t = w_ic.t() if attention else None
+            w_ic_t = w_ic.t() if score is not None else None
             for i in range(t_len):
                 s = s_all[i]
                 gq = torch.addmm(b_q, s, w_q_t)
                 gh_rz, gh_n = gq[:, : 2 * hd], gq[:, 2 * hd : 3 * hd]
-                if attention:
-                    if mode == ADDITIVE:
-                        q = gq[:, 3 * hd :].float().unsqueeze(1)
-                        th = torch.add(keys_f, q, out=th_all[i if save else 0]).tanh_()
-                        energies = torch.matmul(th, v_f)  # [B, S], float32
-                    else:
-                        energies = torch.bmm(keys, s.unsqueeze(2)).squeeze(2)
-                        if scale != 1.0:
-                            energies = energies * scale
-                    alpha = torch.softmax(energies.masked_fill(pad, float("-inf")), dim=-1, dtype=torch.float32)
-                    a_all[i] = alpha
-                    c = torch.bmm(alpha.to(states.dtype).unsqueeze(1), states).squeeze(1)
-                    c_all[i] = c
-                    step_gi = torch.addmm(gi[i], c, w_ic_t)
+                if score is not None:
+                    score.forward(i, s, gq[:, 3 * hd :], a_all[i], c_all[i])
+                    step_gi = torch.addmm(gi[i], c_all[i], w_ic_t)
                 else:
                     step_gi = gi[i]
                 rz = torch.sigmoid(step_gi[:, : 2 * hd] + gh_rz, out=rz_all[i])
@@ -91,45 +189,32 @@ class _GruRecurrence(torch.autograd.Function):
                 ghn_all[i] = gh_n
                 torch.lerp(n, s, z, out=s_all[i + 1])
         if save:
-            ctx.save_for_backward(s_all, rz_all, n_all, ghn_all, c_all, a_all, th_all, w_q, w_ic, keys, states, v)
-        ctx.mode, ctx.scale = mode, scale
+            ctx.save_for_backward(s_all, rz_all, n_all, ghn_all, c_all, a_all, w_q, w_ic, keys, states, v)
+            ctx.score = score
         ctx.mark_non_differentiable(a_all)
         return s_all, c_all, a_all
 
     @staticmethod
     def backward(ctx, d_s_all, d_c_all, _d_a_all):
-        s_all, rz_all, n_all, ghn_all, c_all, a_all, th_all, w_q, w_ic, keys, states, v = ctx.saved_tensors
-        mode, scale = ctx.mode, ctx.scale
-        attention = mode != STATIC
+        s_all, rz_all, n_all, ghn_all, c_all, a_all, w_q, w_ic, keys, states, v = ctx.saved_tensors
+        score = ctx.score
         t_len, b, hd = n_all.shape
         dt = s_all.dtype
         with torch.autocast(s_all.device.type, enabled=False):
-            d_s_all, d_c_all = d_s_all.to(dt), d_c_all.to(dt) if attention else None
+            d_s_all = d_s_all.to(dt)
             d_gi = s_all.new_empty(t_len, b, 3 * hd)
             d_gq = s_all.new_empty(t_len, b, w_q.shape[0])
-            if attention:
+            if score is not None:
+                d_c_all = d_c_all.to(dt)
                 d_ctx = s_all.new_empty(t_len, b, states.shape[2])
-                d_e = torch.empty_like(a_all) if mode == DOT else None
-                d_v = torch.zeros(v.shape, dtype=torch.float32, device=v.device) if mode == ADDITIVE else None
-                v_f = v.float() if mode == ADDITIVE else None
+                score.start_backward()
             ds = d_s_all[t_len].clone()
             for i in reversed(range(t_len)):
                 ds = _cell_backward(ds, s_all[i], rz_all[i], n_all[i], ghn_all[i], d_gi[i], d_gq[i, :, : 3 * hd])
-                if attention:
+                if score is not None:
                     dc = torch.addmm(d_c_all[i], d_gi[i], w_ic)  # ∂c_i: from gi and from the readout
                     d_ctx[i] = dc
-                    alpha = a_all[i]
-                    d_alpha = torch.bmm(states, dc.unsqueeze(2)).squeeze(2).float()
-                    de = alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))  # softmax backward; 0 on padding
-                    if mode == ADDITIVE:  # in float32, as the forward
-                        th = th_all[i]
-                        d_v += torch.mv(th.flatten(0, 1).t(), de.flatten())
-                        d_th = de.unsqueeze(2) * v_f  # ∂tanh output [B, S, A]
-                        torch.addcmul(d_th, d_th, th.square_(), value=-1.0, out=th)  # th_all[i] := ∂pre_i
-                        d_gq[i, :, 3 * hd :] = th.sum(1)  # ∂q_i = Σ_j ∂pre_ij
-                    else:
-                        d_e[i] = de
-                        ds = ds + scale * torch.bmm(de.to(dt).unsqueeze(1), keys).squeeze(1)
+                    ds = score.backward(i, s_all[i], a_all[i], dc, d_gq[i, :, 3 * hd :], ds)
                 ds = torch.addmm(ds, d_gq[i], w_q)
                 ds += d_s_all[i]
             flat_gq, flat_s = d_gq.flatten(0, 1), s_all[:t_len].flatten(0, 1)
@@ -139,15 +224,10 @@ class _GruRecurrence(torch.autograd.Function):
                 "w_q": flat_gq.t() @ flat_s,
                 "b_q": flat_gq.sum(0, dtype=torch.float32).to(dt),
             }
-            if attention:
+            if score is not None:
                 grads["w_ic"] = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
                 grads["states"] = torch.bmm(a_all.to(dt).permute(1, 2, 0), d_ctx.transpose(0, 1))
-                if mode == ADDITIVE:
-                    grads["keys"] = th_all.sum(0).to(keys.dtype)
-                    grads["v"] = d_v.to(v.dtype)
-                else:
-                    d_keys = torch.bmm(d_e.to(dt).permute(1, 2, 0), s_all[:t_len].transpose(0, 1))
-                    grads["keys"] = d_keys * scale if scale != 1.0 else d_keys
+                grads["keys"], grads["v"] = score.grads(a_all, s_all, (keys.dtype, None if v is None else v.dtype))
         names = ("gi", "s0", "w_q", "b_q", "w_ic", "keys", "states", "mask", "v")
         return (*(grads.get(name) for name in names), None, None, None)
 

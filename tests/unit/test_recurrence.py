@@ -13,11 +13,20 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import ReadoutState
+from pipeline.model.cpu_kernels import use_cpu_kernels
 from pipeline.tokenizer import PAD_ID
 from tests.unit.test_model import _one_thread, batch_of, make_model, random_pairs, tiny_cfg  # noqa: F401 (autouse)
 
 # Bahdanau's placement only: Luong's decoder runs nn.GRU and does not use this recurrence
 SYSTEMS = ["additive", "dot", "general", "scaled_dot", "baseline"]
+
+
+@pytest.fixture(params=["cpu kernel", "torch ops"])
+def additive_path(request):
+    """Run the test with the fused CPU kernel of the additive score and with its torch-ops fallback."""
+    use_cpu_kernels(request.param == "cpu kernel")
+    yield request.param
+    use_cpu_kernels(True)
 
 
 def _stepwise(model, b):
@@ -50,7 +59,7 @@ def _fused(model, b):
 
 @pytest.mark.parametrize("context", SYSTEMS)
 @pytest.mark.parametrize("readout_state", [ReadoutState.current, ReadoutState.previous])
-def test_fused_forward_and_gradients_equal_stepwise_autograd(context, readout_state):
+def test_fused_forward_and_gradients_equal_stepwise_autograd(context, readout_state, additive_path):
     model = make_model(tiny_cfg(context, readout_state=readout_state)).train()  # dropout 0: deterministic
     b = batch_of(random_pairs(5, seed=11))
     ref_logits, ref_attn, ref = _grads(model, b, _stepwise)
@@ -65,7 +74,7 @@ def test_fused_forward_and_gradients_equal_stepwise_autograd(context, readout_st
         assert torch.allclose(got[name], ref[name], atol=1e-5), name
 
 
-def test_fused_forward_without_grad_equals_with_grad():
+def test_fused_forward_without_grad_equals_with_grad(additive_path):
     model = make_model(tiny_cfg("additive")).eval()
     b = batch_of(random_pairs(4, seed=12))
     with_grad, attn = _fused(model, b)
@@ -83,7 +92,7 @@ def _bf16(run):
 
 
 @pytest.mark.parametrize("context", ["additive", "general", "baseline"])
-def test_bf16_gradients_as_close_to_fp32_as_the_stepwise_path(context):
+def test_bf16_gradients_as_close_to_fp32_as_the_stepwise_path(context, additive_path):
     """Under bf16 autocast both paths round differently, and bf16 alone moves some gradients by
     up to ~12% of their largest entry on this case (in either path).  The documented tolerance:
     for every parameter, the fused bf16 gradient is no further from the fp32 gradient than

@@ -403,10 +403,22 @@ def tiny_model_config(attention: bool = True):
     )
 
 
+@pytest.mark.parametrize("cpu_kernels", [True, False])
 @pytest.mark.parametrize("attention", [True, False])
-def test_real_model_paths_match_teacher_forcing(attention: bool) -> None:
+def test_real_model_paths_match_teacher_forcing(attention: bool, cpu_kernels: bool) -> None:
     """Untrained real Seq2Seq: beam 1 == greedy; every n-best hypothesis's log-prob and
-    attention equal what teacher-forced ``model.forward`` gives for its own tokens."""
+    attention equal what teacher-forced ``model.forward`` gives for its own tokens; with the
+    fused CPU attention kernel (search and teacher forcing) and with torch ops."""
+    from pipeline.model.cpu_kernels import use_cpu_kernels
+
+    use_cpu_kernels(cpu_kernels)
+    try:
+        _check_paths_match_teacher_forcing(attention)
+    finally:
+        use_cpu_kernels(True)
+
+
+def _check_paths_match_teacher_forcing(attention: bool) -> None:
     from pipeline.model.seq2seq import build_model
 
     torch.manual_seed(0)

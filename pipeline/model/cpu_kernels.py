@@ -1,0 +1,85 @@
+"""The fused CPU kernel of the additive attention step, compiled on first use.
+
+pipeline/model/kernels/additive_attention.cpp computes one step of Bahdanau attention
+(eqs. 5-6: scores, masked softmax, context) and its backward pass per sentence, with
+nothing of size [B, S, A] written to memory; see that file for why.  It is built with
+``torch.utils.cpp_extension.load`` (g++ with OpenMP; about a minute, once per machine:
+the build is cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
+for this CPU (``-march=native``; the cache name carries a hash of the CPU's flags, so a
+home directory shared by different machines keeps one build per kind of CPU).
+
+Where it cannot be built (no compiler) the model falls back to the same computation in
+torch ops, with one warning; ``use_cpu_kernels(False)`` (the ``cpu_kernels`` key of the
+train/evaluate/translate/align configs) turns it off.  The two paths agree to float
+rounding (tests/unit/test_recurrence.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels") / "additive_attention.cpp"
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # -ffast-math: glibc's vectorised tanhf
+
+_enabled = True
+_module: ModuleType | None = None
+_failed = False
+_lock = threading.Lock()
+
+
+def use_cpu_kernels(enabled: bool) -> None:
+    """Turn the fused CPU kernels on or off for this process (config key ``cpu_kernels``)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def _cpu_tag() -> str:
+    """A short hash of this CPU's model and instruction-set flags (the build uses -march=native)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in info.splitlines() if ln.startswith(("flags", "model name"))][:2]
+    except OSError:
+        lines = [platform.processor(), platform.machine()]
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:8]
+
+
+def _build() -> ModuleType:
+    from torch.utils.cpp_extension import load
+
+    name = f"pipeline_additive_attention_{_cpu_tag()}"
+    log.info("building the fused CPU attention kernel %s (once per machine)", name)
+    return load(
+        name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp", "-lmvec"], verbose=False
+    )
+
+
+def additive_attention_kernel(device: torch.device) -> ModuleType | None:
+    """The compiled kernel module for tensors on ``device``, or None where the torch ops must do
+    (not a CPU tensor, kernels turned off, or the build failed: warned once)."""
+    global _module, _failed
+    if device.type != "cpu" or not _enabled or _failed:
+        return None
+    if _module is None:
+        with _lock:
+            if _module is None and not _failed:
+                try:
+                    _module = _build()
+                except Exception as err:  # no compiler, no headers, ...: the torch ops still work
+                    _failed = True
+                    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                    log.warning(
+                        "could not build the fused CPU attention kernel (%s); using torch ops, which are slower. "
+                        "Install g++ (and ninja), or set cpu_kernels=false to silence this.",
+                        first,
+                    )
+                    return None
+    return _module

@@ -1,0 +1,241 @@
+// One step of Bahdanau attention (Bahdanau et al. 2015, eqs. 5-6) fused per sentence, on the CPU.
+//
+//     e_j = v_a . tanh(k_j + q)        k_j = U_a h_j (precomputed), q = W_a s_{i-1}      eq. 6
+//     alpha = softmax_j(e) over the real positions (mask),  c = sum_j alpha_j h_j       eq. 5
+//
+// Why by hand: with torch ops each step writes the [B, S, A] tensor k + q, its tanh, and in
+// the backward pass four more such tensors, each a pass over memory (8 MB at B=180, S=22,
+// A=512); here each sentence's keys and annotations are read once per step and stay in
+// L1/L2 while its energies, softmax, context and gradients are computed.  Nothing of size
+// [B, S, A] is stored for the backward pass: it recomputes tanh(k_j + q).
+//
+// keys/states are float32 or bfloat16 (the autocast dtype); all arithmetic is float32.
+// tanh is glibc's vectorised tanhf (libmvec, -ffast-math), accurate to a few ulp.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace {
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+
+inline float load(const at::BFloat16* p, int64_t i) {
+  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// x . y, accumulated in 16 float32 lanes (a plain loop; gcc vectorises it under -ffast-math).
+template <typename T>
+float dot(const float* __restrict x, const T* __restrict y, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) lanes[l] += x[i + l] * load(y, i + l);
+  float total = 0.f;
+  for (; i < n; ++i) total += x[i] * load(y, i);
+  for (int l = 0; l < 16; ++l) total += lanes[l];
+  return total;
+}
+
+void check(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v,
+           const torch::Tensor& states, const torch::Tensor& mask) {
+  TORCH_CHECK(keys.device().is_cpu() && keys.dim() == 3 && keys.is_contiguous(), "keys: contiguous [B, S, A] on the CPU");
+  TORCH_CHECK(states.dim() == 3 && states.is_contiguous() && states.scalar_type() == keys.scalar_type(),
+              "states: contiguous [B, S, C] of the keys' dtype");
+  TORCH_CHECK(keys.scalar_type() == at::kFloat || keys.scalar_type() == at::kBFloat16, "keys: float32 or bfloat16");
+  int64_t b = keys.size(0), s = keys.size(1), a = keys.size(2);
+  TORCH_CHECK(q.scalar_type() == at::kFloat && q.is_contiguous() && q.size(0) == b && q.size(1) == a, "q: float32 [B, A]");
+  TORCH_CHECK(v.scalar_type() == at::kFloat && v.is_contiguous() && v.numel() == a, "v: float32 [A]");
+  TORCH_CHECK(states.size(0) == b && states.size(1) == s, "states: [B, S, C]");
+  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous() && mask.size(0) == b && mask.size(1) == s,
+              "mask: bool [B, S]");
+}
+
+// A float scratch row aligned to the cache line, so that the vectorised loops need no scalar
+// peel (scalar tanhf calls) to reach alignment.
+struct AlignedBuffer {
+  explicit AlignedBuffer(int64_t n)
+      : data(static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64))) {
+    TORCH_CHECK(data != nullptr, "out of memory");
+  }
+  ~AlignedBuffer() { std::free(data); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  float* data;
+};
+
+// alpha_b = masked softmax of e_b (float32; 0 on padding).
+void softmax_row(const float* e, const bool* m, int64_t s, float* alpha) {
+  float top = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < s; ++j) if (m[j] && e[j] > top) top = e[j];
+  float total = 0.f;
+  for (int64_t j = 0; j < s; ++j) {
+    alpha[j] = m[j] ? std::exp(e[j] - top) : 0.f;
+    total += alpha[j];
+  }
+  float inv = 1.f / total;
+  for (int64_t j = 0; j < s; ++j) alpha[j] *= inv;
+}
+
+// The step's inputs as raw pointers and sizes: keys K [B, S, A], annotations H [B, S, C],
+// queries Q [B, A], v_a V [A], mask M [B, S].
+template <typename T>
+struct Step {
+  Step(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v, const torch::Tensor& states,
+       const torch::Tensor& mask)
+      : B(keys.size(0)), S(keys.size(1)), A(keys.size(2)), C(states.size(2)),
+        K(keys.data_ptr<T>()), H(states.data_ptr<T>()), Q(q.data_ptr<float>()), V(v.data_ptr<float>()),
+        M(mask.data_ptr<bool>()) {}
+  const int64_t B, S, A, C;
+  const T* K;
+  const T* H;
+  const float* Q;
+  const float* V;
+  const bool* M;
+};
+
+template <typename T>
+void forward_impl(const Step<T>& in, torch::Tensor& alpha_out, torch::Tensor& context_out) {
+  const int64_t B = in.B, S = in.S, A = in.A, C = in.C;
+  const T *K = in.K, *H = in.H;
+  const float *Q = in.Q, *V = in.V;
+  const bool* M = in.M;
+  float* alpha = alpha_out.data_ptr<float>();
+  T* ctx = context_out.data_ptr<T>();
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> e(S), c(C);
+    AlignedBuffer t_buf(A);
+    float* t = t_buf.data;
+    for (int64_t b = begin; b < end; ++b) {
+      const T* kb = K + b * S * A;
+      const float* qb = Q + b * A;
+      const bool* mb = M + b * S;
+      for (int64_t j = 0; j < S; ++j) {
+        if (!mb[j]) continue;
+        const T* kj = kb + j * A;
+#pragma omp simd aligned(t : 64)
+        for (int64_t a = 0; a < A; ++a) t[a] = std::tanh(load(kj, a) + qb[a]);  // (gcc vectorises tanhf
+        e[j] = dot(V, t, A);                                                   //  only outside a reduction)
+      }
+      float* ab = alpha + b * S;
+      softmax_row(e.data(), mb, S, ab);
+      std::fill(c.begin(), c.end(), 0.f);
+      const T* hb = H + b * S * C;
+      for (int64_t j = 0; j < S; ++j) {
+        if (!mb[j]) continue;
+        const float w = ab[j];
+        const T* hj = hb + j * C;
+#pragma omp simd
+        for (int64_t k = 0; k < C; ++k) c[k] += w * load(hj, k);
+      }
+      T* cb = ctx + b * C;
+      for (int64_t k = 0; k < C; ++k) cb[k] = static_cast<T>(c[k]);
+    }
+  });
+}
+
+template <typename T>
+void backward_impl(const Step<T>& in, const torch::Tensor& alpha, const torch::Tensor& d_context,
+                   torch::Tensor& d_keys, torch::Tensor& d_q, torch::Tensor& d_v_parts) {
+  const int64_t B = in.B, S = in.S, A = in.A, C = in.C;
+  const T *K = in.K, *H = in.H;
+  const float *Q = in.Q, *V = in.V;
+  const bool* M = in.M;
+  const float* AL = alpha.data_ptr<float>();
+  const float* DC = d_context.data_ptr<float>();
+  float* DK = d_keys.data_ptr<float>();
+  float* DQ = d_q.data_ptr<float>();
+  float* DVP = d_v_parts.data_ptr<float>();
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    float* dv = DVP + at::get_thread_num() * A;  // this thread's share of d v_a
+    std::vector<float> d_alpha(S);
+    for (int64_t b = begin; b < end; ++b) {
+      const float* ab = AL + b * S;
+      const bool* mb = M + b * S;
+      const float* dcb = DC + b * C;
+      const T* hb = H + b * S * C;
+      float expected = 0.f;  // sum_j alpha_j d alpha_j
+      for (int64_t j = 0; j < S; ++j) {
+        if (!mb[j]) continue;
+        const T* hj = hb + j * C;
+        const float acc = dot(dcb, hj, C);  // d alpha_j = h_j . dc
+        d_alpha[j] = acc;
+        expected += ab[j] * acc;
+      }
+      const T* kb = K + b * S * A;
+      const float* qb = Q + b * A;
+      float* dkb = DK + b * S * A;
+      float* dqb = DQ + b * A;
+      std::fill(dqb, dqb + A, 0.f);
+      for (int64_t j = 0; j < S; ++j) {
+        if (!mb[j]) continue;
+        const float de = ab[j] * (d_alpha[j] - expected);  // softmax backward
+        const T* kj = kb + j * A;
+        float* dkj = dkb + j * A;
+#pragma omp simd
+        for (int64_t a = 0; a < A; ++a) {
+          const float t = std::tanh(load(kj, a) + qb[a]);
+          dv[a] += de * t;
+          const float d_pre = de * V[a] * (1.f - t * t);  // tanh'
+          dkj[a] += d_pre;
+          dqb[a] += d_pre;
+        }
+      }
+    }
+  });
+}
+
+// Fills alpha_out [B, S] float32 and context_out [B, C] (the keys' dtype).
+void additive_attention_forward(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v,
+                                const torch::Tensor& states, const torch::Tensor& mask, torch::Tensor alpha_out,
+                                torch::Tensor context_out) {
+  check(keys, q, v, states, mask);
+  TORCH_CHECK(alpha_out.scalar_type() == at::kFloat && alpha_out.is_contiguous() &&
+                  alpha_out.numel() == keys.size(0) * keys.size(1), "alpha_out: float32 [B, S]");
+  TORCH_CHECK(context_out.scalar_type() == keys.scalar_type() && context_out.is_contiguous() &&
+                  context_out.numel() == keys.size(0) * states.size(2), "context_out: [B, C] of the keys' dtype");
+  if (keys.scalar_type() == at::kBFloat16)
+    forward_impl(Step<at::BFloat16>(keys, q, v, states, mask), alpha_out, context_out);
+  else
+    forward_impl(Step<float>(keys, q, v, states, mask), alpha_out, context_out);
+}
+
+// Given alpha (from the forward) and dL/dc [B, C] float32: adds dL/dk into d_keys [B, S, A]
+// float32 and dL/dv_a into d_v [A] float32 (accumulators over steps); returns dL/dq [B, A].
+torch::Tensor additive_attention_backward(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v,
+                                          const torch::Tensor& states, const torch::Tensor& mask,
+                                          const torch::Tensor& alpha, const torch::Tensor& d_context,
+                                          torch::Tensor d_keys, torch::Tensor d_v) {
+  check(keys, q, v, states, mask);
+  TORCH_CHECK(alpha.scalar_type() == at::kFloat && alpha.is_contiguous() && alpha.numel() == keys.size(0) * keys.size(1),
+              "alpha: float32 [B, S]");
+  TORCH_CHECK(d_context.scalar_type() == at::kFloat && d_context.is_contiguous() &&
+                  d_context.numel() == keys.size(0) * states.size(2), "d_context: float32 [B, C]");
+  TORCH_CHECK(d_keys.scalar_type() == at::kFloat && d_keys.is_contiguous() && d_keys.sizes() == keys.sizes(),
+              "d_keys: float32 [B, S, A]");
+  TORCH_CHECK(d_v.scalar_type() == at::kFloat && d_v.numel() == keys.size(2), "d_v: float32 [A]");
+  auto d_q = torch::empty({keys.size(0), keys.size(2)}, q.options());
+  auto d_v_parts = torch::zeros({at::get_num_threads(), keys.size(2)}, q.options());
+  if (keys.scalar_type() == at::kBFloat16)
+    backward_impl(Step<at::BFloat16>(keys, q, v, states, mask), alpha, d_context, d_keys, d_q, d_v_parts);
+  else
+    backward_impl(Step<float>(keys, q, v, states, mask), alpha, d_context, d_keys, d_q, d_v_parts);
+  d_v.add_(d_v_parts.sum(0));
+  return d_q;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &additive_attention_forward, "fused additive attention step (alpha, context)");
+  m.def("backward", &additive_attention_backward, "its backward: d_q; accumulates d_keys and d_v");
+}

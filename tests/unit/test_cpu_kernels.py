@@ -1,0 +1,90 @@
+"""The fused CPU kernel of the additive attention step (pipeline/model/kernels/additive_attention.cpp)
+against the same step in torch ops: scores, masked softmax and context forward, and the
+gradients of keys, query and v_a backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.model.cpu_kernels import additive_attention_kernel, use_cpu_kernels
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    module = additive_attention_kernel(torch.device("cpu"))
+    assert module is not None, "the fused CPU attention kernel did not build: is g++ installed? (see the log warning)"
+    return module
+
+
+def _inputs(dtype, b=7, s=9, a=48, c=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randn(b, s, a, generator=g).to(dtype)
+    q = torch.randn(b, a, generator=g)
+    v = torch.randn(a, generator=g) * 0.3
+    states = torch.randn(b, s, c, generator=g).to(dtype)
+    lens = torch.randint(1, s + 1, (b,), generator=g)
+    lens[0] = s
+    mask = torch.arange(s)[None, :] < lens[:, None]
+    d_context = torch.randn(b, c, generator=g)
+    return keys, q, v, states, mask, d_context
+
+
+def _reference(keys, q, v, states, mask, d_context):
+    """Eqs. 5-6 in float32 torch ops, and autograd's gradients of Σ c·∂c."""
+    k, qq, vv = (t.float().clone().requires_grad_() for t in (keys, q, v))
+    energies = torch.matmul(torch.tanh(k + qq.unsqueeze(1)), vv)
+    alpha = torch.softmax(energies.masked_fill(~mask, float("-inf")), -1)
+    context = torch.bmm(alpha.unsqueeze(1), states.float()).squeeze(1)
+    (context * d_context).sum().backward()
+    return alpha.detach(), context.detach(), k.grad, qq.grad, vv.grad
+
+
+def _kernel(kernel, keys, q, v, states, mask, d_context):
+    alpha = torch.empty(mask.shape)
+    context = torch.empty(keys.shape[0], states.shape[2], dtype=keys.dtype)
+    kernel.forward(keys, q, v, states, mask, alpha, context)
+    d_keys, d_v = torch.zeros(keys.shape), torch.zeros(v.shape)
+    d_q = kernel.backward(keys, q, v, states, mask, alpha, d_context, d_keys, d_v)
+    return alpha, context, d_keys, d_q, d_v
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_equals_torch_ops_in_fp32(kernel, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the backward sums ∂v_a over per-thread partials
+    try:
+        inputs = _inputs(torch.float32)
+        got = _kernel(kernel, *inputs)
+    finally:
+        torch.set_num_threads(before)
+    for name, mine, ref in zip(("alpha", "context", "keys", "q", "v"), got, _reference(*inputs)):
+        torch.testing.assert_close(mine, ref, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_padding_gets_no_weight_and_no_gradient(kernel):
+    keys, q, v, states, mask, d_context = _inputs(torch.float32, seed=1)
+    assert not mask.all()
+    alpha, _, d_keys, _, _ = _kernel(kernel, keys, q, v, states, mask, d_context)
+    assert (alpha[~mask] == 0).all() and (d_keys[~mask] == 0).all()
+    torch.testing.assert_close(alpha.sum(1), torch.ones(len(alpha)))
+
+
+def test_kernel_in_bf16_stays_within_bf16_rounding(kernel):
+    """bf16 keys and annotations, float32 arithmetic: only the inputs' and the context's bf16
+    rounding separates the kernel from float32 math on the same (rounded) inputs."""
+    inputs = _inputs(torch.bfloat16, seed=2)
+    got = _kernel(kernel, *inputs)
+    ref = _reference(*inputs)
+    for name, mine, want in zip(("alpha", "context", "keys", "q", "v"), got, ref):
+        tol = 1e-2 * want.abs().max() if name == "context" else 1e-5 * max(1.0, want.abs().max())
+        assert (mine.float() - want).abs().max() <= tol, name
+
+
+def test_kernels_can_be_turned_off():
+    use_cpu_kernels(False)
+    try:
+        assert additive_attention_kernel(torch.device("cpu")) is None
+    finally:
+        use_cpu_kernels(True)
+    assert additive_attention_kernel(torch.device("meta")) is None  # only CPU tensors
