@@ -36,6 +36,7 @@ from torch import nn
 
 from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.errors import UserError
+from pipeline.model.dropout import Dropout
 from pipeline.model.encoder import EncoderOutput
 from pipeline.model.recurrence import ADDITIVE, DOT, gru_recurrence
 from pipeline.tokenizer import PAD_ID
@@ -119,7 +120,7 @@ class Decoder(nn.Module):
         self.readout_state = ReadoutState(d.readout_state)
         check_tied_output(cfg)
         self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.context = context_module
         self.W_s = nn.Linear(init_input_dim(cfg), hd)
         # GRU(s_{i-1}, [E y ; c]) with the input weight split into its E y and c columns.

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig, RnnType
+from pipeline.model.dropout import Dropout, dropout
 from pipeline.model.recurrence import gru_recurrence
 from pipeline.tokenizer import PAD_ID
 
@@ -96,7 +97,7 @@ class Encoder(nn.Module):
         enc = cfg.encoder
         self.hidden_dim = enc.hidden_dim
         self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         rnn_cls = nn.LSTM if RnnType(enc.rnn) == RnnType.lstm else nn.GRU
         self.rnn = rnn_cls(
             cfg.emb_dim,
@@ -169,7 +170,7 @@ class Encoder(nn.Module):
         x = emb.transpose(0, 1)  # [S, B, E]
         for layer in range(rnn.num_layers):
             if layer > 0:
-                x = F.dropout(x, rnn.dropout, self.training)
+                x = dropout(x, rnn.dropout, self.training)
             outs = []
             for suffix in ("", "_reverse"):
                 w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l{layer}{suffix}") for n in _GRU_PARAMS)

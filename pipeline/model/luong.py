@@ -27,6 +27,7 @@ from torch import nn
 
 from pipeline.config import InitState, ModelConfig
 from pipeline.model.decoder import DecoderState, check_tied_output, gru_update, init_input_dim, initial_state
+from pipeline.model.dropout import Dropout
 from pipeline.model.encoder import EncoderOutput, run_fused_rnn
 from pipeline.tokenizer import PAD_ID
 
@@ -40,7 +41,7 @@ class LuongDecoder(nn.Module):
         self.emb_dim, self.hidden_dim, self.readout_dim = cfg.emb_dim, d.hidden_dim, d.readout_dim
         check_tied_output(cfg)
         self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.context = context_module
         self.init_mode = InitState(d.init_state)
         self.W_s = nn.Linear(init_input_dim(cfg), d.hidden_dim)
