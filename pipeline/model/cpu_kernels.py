@@ -56,7 +56,7 @@ def _build() -> ModuleType:
     from torch.utils.cpp_extension import load
 
     name = f"pipeline_additive_attention_{_cpu_tag()}"
-    log.info("building the fused CPU attention kernel %s (once per machine)", name)
+    log.info("fused CPU attention kernel %s: loading (compiled on a machine's first use, ~1 min)", name)
     return load(
         name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp", "-lmvec"], verbose=False
     )

@@ -104,6 +104,31 @@ def gru_update(gi: torch.Tensor, gh_rz: torch.Tensor, gh_n: torch.Tensor, s: tor
     return torch.lerp(n, s, z)
 
 
+class _MaxoutPairs(torch.autograd.Function):
+    """max(t̃_2k, t̃_2k+1) for every k (the maxout of appendix A.2.2).  ``amax``'s backward
+    compares the input with the output again and divides by the tie count; here the forward
+    keeps which of each pair won (one bool per output) and the backward routes the gradient
+    there (ties, of measure zero, go to the first)."""
+
+    @staticmethod
+    def forward(ctx, pre):
+        pairs = pre.unflatten(-1, (-1, 2))
+        first = pairs[..., 0] >= pairs[..., 1]
+        ctx.save_for_backward(first)
+        return torch.where(first, pairs[..., 0], pairs[..., 1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (first,) = ctx.saved_tensors
+        zero = grad.new_zeros(())
+        return torch.stack([torch.where(first, grad, zero), torch.where(first, zero, grad)], -1).flatten(-2)
+
+
+def maxout_pairs(pre: torch.Tensor) -> torch.Tensor:
+    """t [..., R] = max over adjacent pairs of ``pre`` [..., 2R] (maxout with 2 pieces, appendix A.2.2)."""
+    return _MaxoutPairs.apply(pre)
+
+
 class Decoder(nn.Module):
     """Conditional GRU decoder; ``context_module`` is :class:`BahdanauAttention` or :class:`FixedContext`."""
 
@@ -174,7 +199,7 @@ class Decoder(nn.Module):
     def _features(self, pre: torch.Tensor) -> torch.Tensor:
         """t̃ [..., pieces*R] -> maxout/tanh -> dropout: the input of W_o [..., R]."""
         if self.readout_mode == Readout.maxout:
-            t = pre.unflatten(-1, (self.readout_dim, 2)).amax(-1)  # max over adjacent pairs (A.2.2)
+            t = maxout_pairs(pre)  # max over adjacent pairs (A.2.2)
         else:
             t = torch.tanh(pre)
         return self.dropout(t)

@@ -85,6 +85,28 @@ def init_rnn_(rnn: nn.RNNBase) -> None:
                 p.data.chunk(4, 0)[1].fill_(1.0)
 
 
+class _ReverseRows(torch.autograd.Function):
+    """Rows of ``x`` [S, B, ...] permuted by ``rows`` (indices into the flattened [S*B] rows), for a
+    permutation that is its own inverse (each sequence reversed within its length, padding in
+    place): the backward pass is the same permutation of the gradient, not gather's scatter-add
+    into zeros."""
+
+    @staticmethod
+    def forward(ctx, x, rows):
+        ctx.save_for_backward(rows)
+        return x.flatten(0, 1).index_select(0, rows).view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rows,) = ctx.saved_tensors
+        return grad.flatten(0, 1).index_select(0, rows).view_as(grad), None
+
+
+def reverse_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """:class:`_ReverseRows`: ``x`` [S, B, ...] with its rows permuted by the self-inverse ``rows`` [S*B]."""
+    return _ReverseRows.apply(x.contiguous(), rows)
+
+
 class Encoder(nn.Module):
     """Embedding -> dropout -> bidirectional multi-layer GRU/LSTM over packed sequences.
 
@@ -166,6 +188,7 @@ class Encoder(nn.Module):
         bsz, slen = mask.shape
         t = torch.arange(slen, device=emb.device)[None, :]
         rev = torch.where(mask, lens[:, None] - 1 - t, t).t()  # [S, B]: x_t of the reversed sequence
+        rev_rows = (rev * bsz + torch.arange(bsz, device=emb.device)).flatten()  # the same, as rows of [S*B, ...]
         keep = mask.t().unsqueeze(2)  # [S, B, 1]
         x = emb.transpose(0, 1)  # [S, B, E]
         for layer in range(rnn.num_layers):
@@ -174,11 +197,11 @@ class Encoder(nn.Module):
             outs = []
             for suffix in ("", "_reverse"):
                 w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l{layer}{suffix}") for n in _GRU_PARAMS)
-                inp = x.gather(0, rev.unsqueeze(2).expand_as(x)) if suffix else x
+                inp = reverse_rows(x, rev_rows) if suffix else x
                 gi = F.linear(inp, w_ih, b_ih)  # [S, B, 3He]: W_ih x_t + b_ih for every step
                 dt = gi.dtype
                 s_all, _, _ = gru_recurrence(gi, gi.new_zeros(bsz, self.hidden_dim), w_hh.to(dt), b_hh.to(dt))
                 y = s_all[1:] * keep.to(dt)
-                outs.append(y.gather(0, rev.unsqueeze(2).expand_as(y)) if suffix else y)
+                outs.append(reverse_rows(y, rev_rows) if suffix else y)
             x = torch.cat(outs, -1)
         return x.transpose(0, 1)  # [B, S, 2He]

@@ -9,7 +9,7 @@ accumulates the keys' gradient [B, S, A] tensor by tensor.  Here the backward lo
 carries what truly depends on the previous step (the gradient of s_{i-1} and of c_i); every
 weight gradient is one large GEMM over all steps after the loop, as in cuDNN's RNN kernels:
 
-    ∂W_q   = Σ_i ∂[gh_i; q_i]ᵀ s_{i-1}       one [3Hd+A, T·B] x [T·B, Hd] GEMM
+    [∂W_q ∂b_q] = Σ_i ∂[gh_i; q_i]ᵀ [s_{i-1} 1]    one [3Hd+A, T·B] x [T·B, Hd+1] GEMM
     ∂W_ic  = Σ_i ∂gi_iᵀ c_i                   one [3Hd, T·B] x [T·B, C] GEMM
     ∂h     = Σ_i α_iᵀ ∂c_i                    one batched GEMM [B, S, T] x [B, T, C]
     ∂(U_a h) = Σ_i ∂pre_i                     one reduction over T
@@ -218,12 +218,9 @@ class _GruRecurrence(torch.autograd.Function):
                 ds = torch.addmm(ds, d_gq[i], w_q)
                 ds += d_s_all[i]
             flat_gq, flat_s = d_gq.flatten(0, 1), s_all[:t_len].flatten(0, 1)
-            grads = {
-                "gi": d_gi,
-                "s0": ds,
-                "w_q": flat_gq.t() @ flat_s,
-                "b_q": flat_gq.sum(0, dtype=torch.float32).to(dt),
-            }
+            s_one = torch.cat([flat_s, flat_s.new_ones(flat_s.shape[0], 1)], 1)  # [s_{i-1} ; 1]: ∂b_q in the GEMM
+            d_wb = flat_gq.t() @ s_one
+            grads = {"gi": d_gi, "s0": ds, "w_q": d_wb[:, :hd], "b_q": d_wb[:, hd]}
             if score is not None:
                 grads["w_ic"] = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
                 grads["states"] = torch.bmm(a_all.to(dt).permute(1, 2, 0), d_ctx.transpose(0, 1))

@@ -424,3 +424,18 @@ def test_hand_written_cell_matches_torch_grucell():
         ours = dec._cell(gi, *F.linear(s, dec.weight_hh, dec.bias_hh).split([64, 32], 1), s)
         ref = cell(torch.cat([x, c], 1), s)
     assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_maxout_equals_amax_over_pairs_and_routes_the_gradient_to_the_winner():
+    from pipeline.model.decoder import maxout_pairs
+
+    pre = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    ref_in = pre.detach().clone().requires_grad_()
+    out = maxout_pairs(pre)
+    ref = ref_in.unflatten(-1, (4, 2)).amax(-1)
+    assert torch.equal(out, ref)
+    weights = torch.randn_like(ref)
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    assert torch.equal(pre.grad, ref_in.grad)  # no ties in random data
+    assert torch.autograd.gradcheck(maxout_pairs, (torch.randn(2, 6, dtype=torch.float64, requires_grad=True),))
