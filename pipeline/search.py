@@ -58,7 +58,11 @@ class Hypothesis:
 
 
 class DecoderState(Protocol):
-    def index_select(self, idx: torch.Tensor) -> DecoderState: ...
+    def index_select(self, idx: torch.Tensor, same_source: bool = False) -> DecoderState:
+        """Rows ``idx`` of the state.  ``same_source=True`` promises that row j and row idx[j]
+        translate the same sentence (a beam reorder within each sentence's group, no group
+        dropped), so source-side tensors (encoder output, attention keys) may stay as they are."""
+        ...
 
 
 class StepModel(Protocol):
@@ -357,7 +361,7 @@ def _beam(
         prev = live_tok[keep].reshape(-1)
         parents.append(parent)
         toks.append(prev)
-        state = state.index_select(parent)
+        state = state.index_select(parent, same_source=keep.numel() == na)
         scores, alive = live_scores[keep], alive[keep]
 
     picked = [_pick(finished[i], nbest) for i in range(n)]

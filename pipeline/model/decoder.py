@@ -55,8 +55,14 @@ class DecoderState:
     enc: EncoderOutput
     keys: torch.Tensor
 
-    def index_select(self, idx: torch.Tensor) -> DecoderState:
-        """Rows ``idx`` [B'] (long) of every tensor, including ``enc`` and ``keys`` (beam reorder / repeat)."""
+    def index_select(self, idx: torch.Tensor, same_source: bool = False) -> DecoderState:
+        """Rows ``idx`` [B'] (long) of every tensor, including ``enc`` and ``keys`` (beam reorder / repeat).
+
+        ``same_source``: row j and row idx[j] attend the same sentence (a beam reorder within
+        groups), so ``enc`` and ``keys``, identical across a group, are kept without a copy.
+        """
+        if same_source:
+            return DecoderState(s=self.s.index_select(0, idx), enc=self.enc, keys=self.keys)
         return DecoderState(
             s=self.s.index_select(0, idx),
             enc=self.enc.index_select(idx),

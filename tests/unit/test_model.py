@@ -291,7 +291,16 @@ def test_decoder_state_index_select(context):
         assert torch.equal(rep.enc.states, state.enc.states[idx])
         lo_full, _, _ = model.step(b.tgt_in[:, 1], state)
         lo_rep, _, _ = model.step(b.tgt_in[idx, 1], rep)
+        # a beam reorder within groups of rows that share a source: the source side is not copied
+        beams = model.start(model.encode(b.src, b.src_lens)).index_select(torch.tensor([0, 0, 1, 1, 2, 2]))
+        _, beams, _ = model.step(b.tgt_in[[0, 0, 1, 1, 2, 2], 0], beams)
+        within = torch.tensor([1, 0, 2, 3, 5, 4])
+        kept = beams.index_select(within, same_source=True)
+        assert kept.enc is beams.enc and kept.keys is beams.keys and torch.equal(kept.s, beams.s[within])
+        lo_kept, _, _ = model.step(b.tgt_in[[0, 0, 1, 1, 2, 2], 1], kept)
+        lo_copied, _, _ = model.step(b.tgt_in[[0, 0, 1, 1, 2, 2], 1], beams.index_select(within))
     assert torch.allclose(lo_rep, lo_full[idx], atol=1e-6)
+    assert torch.equal(lo_kept, lo_copied)
 
 
 # ---------------------------------------------------------------- training behaviour

@@ -58,7 +58,7 @@ class FakeState:
     enc: FakeEnc
     log: list | None = None  # PathModel: records every index_select
 
-    def index_select(self, idx: torch.Tensor) -> FakeState:
+    def index_select(self, idx: torch.Tensor, same_source: bool = False) -> FakeState:
         if self.log is not None:
             self.log.append(idx.clone())
         return FakeState(self.h.index_select(0, idx), self.t.index_select(0, idx), self.enc.index_select(idx), self.log)
