@@ -39,8 +39,6 @@ from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
 from pipeline.config import (
-    AttentionScore,
-    ContextType,
     ModelConfig,
     Precision,
     TrainAppConfig,
@@ -62,7 +60,7 @@ from pipeline.distributed import (
 from pipeline.errors import UserError
 from pipeline.files import write_atomic
 from pipeline.model import build_model
-from pipeline.model.cpu_kernels import additive_attention_kernel, use_cpu_kernels
+from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels
 from pipeline.plots import heatmap_figure
 from pipeline.prepare import PreparedData, prepare
 from pipeline.runlog import RunLog
@@ -220,11 +218,6 @@ class _StopRequest:
             signal.signal(sig, old)
 
 
-def _uses_additive_attention(cfg: ModelConfig) -> bool:
-    attention = ContextType(cfg.context) == ContextType.attention
-    return attention and AttentionScore(cfg.attention.score) == AttentionScore.additive
-
-
 class Trainer:
     """One training run in ``cfg.run_dir``; :meth:`run` trains until a budget or early stopping ends it."""
 
@@ -242,8 +235,7 @@ class Trainer:
         if self.tcfg.keep_freed_memory:
             keep_freed_memory()
         use_cpu_kernels(self.tcfg.cpu_kernels)
-        if _uses_additive_attention(cfg.model):
-            additive_attention_kernel(self.device)  # built (or loaded) now, not inside the first timed step
+        cpu_kernels(self.device)  # built (or loaded) now, not inside the first timed step
         self.bf16 = Precision(self.tcfg.precision) == Precision.bf16
         self.config_dict = as_plain_dict(cfg)
         seed_everything(self.tcfg.seed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.model.cpu_kernels import additive_attention_kernel
+from pipeline.model.cpu_kernels import cpu_kernels
 from pipeline.model.encoder import EncoderOutput
 
 ADDITIVE_CHUNK_ELEMENTS = 1 << 25  # attend_all bounds its [B, t, S, A] tanh input to this many elements
@@ -47,13 +47,13 @@ def _fused_step(
         return None
     if keys.dtype != states.dtype:
         return None
-    kernel = additive_attention_kernel(keys.device)
+    kernel = cpu_kernels(keys.device)
     if kernel is None:
         return None
     alpha = torch.empty(enc.mask.shape, dtype=torch.float32, device=keys.device)
     context = torch.empty(states.shape[0], states.shape[2], dtype=states.dtype, device=keys.device)
     q, v = q.float().contiguous(), v.float().contiguous()
-    kernel.forward(keys.contiguous(), q, v, states.contiguous(), enc.mask.contiguous(), alpha, context)
+    kernel.attention_forward(keys.contiguous(), q, v, states.contiguous(), enc.mask.contiguous(), alpha, context)
     return context, alpha
 
 

@@ -1,8 +1,10 @@
-"""The fused CPU kernel of the additive attention step, compiled on first use.
+"""The fused CPU kernels of the recurrences, compiled on first use.
 
-pipeline/model/kernels/additive_attention.cpp computes one step of Bahdanau attention
-(eqs. 5-6: scores, masked softmax, context) and its backward pass per sentence, with
-nothing of size [B, S, A] written to memory; see that file for why.  It is built with
+pipeline/model/kernels/ holds two: additive_attention.cpp computes one step of Bahdanau
+attention (eqs. 5-6: scores, masked softmax, context) and its backward pass per sentence,
+with nothing of size [B, S, A] written to memory; gru_cell.cpp the element-wise part of one
+GRU step (eq. 4: gates and update) and of its backward pass in one call instead of ~6 and
+~12 torch ops; each file says why.  They are built as one extension with
 ``torch.utils.cpp_extension.load`` (g++ with OpenMP; about a minute, once per machine:
 the build is cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
 for this CPU (``-march=native``; the cache name carries a hash of the CPU's flags, so a
@@ -27,7 +29,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "additive_attention.cpp"
+KERNELS = Path(__file__).with_name("kernels")
+SOURCES = [KERNELS / name for name in ("bindings.cpp", "additive_attention.cpp", "gru_cell.cpp")]
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # -ffast-math: glibc's vectorised tanhf
 
 _enabled = True
@@ -55,15 +58,20 @@ def _cpu_tag() -> str:
 def _build() -> ModuleType:
     from torch.utils.cpp_extension import load
 
-    name = f"pipeline_additive_attention_{_cpu_tag()}"
-    log.info("fused CPU attention kernel %s: loading (compiled on a machine's first use, ~1 min)", name)
+    name = f"pipeline_cpu_kernels_{_cpu_tag()}"
+    log.info("fused CPU kernels %s: loading (compiled on a machine's first use, ~1 min)", name)
     return load(
-        name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp", "-lmvec"], verbose=False
+        name=name,
+        sources=[str(p) for p in SOURCES],
+        extra_cflags=CFLAGS,
+        extra_ldflags=["-fopenmp", "-lmvec"],
+        extra_include_paths=[str(KERNELS)],
+        verbose=False,
     )
 
 
-def additive_attention_kernel(device: torch.device) -> ModuleType | None:
-    """The compiled kernel module for tensors on ``device``, or None where the torch ops must do
+def cpu_kernels(device: torch.device) -> ModuleType | None:
+    """The compiled kernels for tensors on ``device``, or None where the torch ops must do
     (not a CPU tensor, kernels turned off, or the build failed: warned once)."""
     global _module, _failed
     if device.type != "cpu" or not _enabled or _failed:
@@ -77,7 +85,7 @@ def additive_attention_kernel(device: torch.device) -> ModuleType | None:
                     _failed = True
                     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                     log.warning(
-                        "could not build the fused CPU attention kernel (%s); using torch ops, which are slower. "
+                        "could not build the fused CPU kernels (%s); using torch ops, which are slower. "
                         "Install g++ (and ninja), or set cpu_kernels=false to silence this.",
                         first,
                     )

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.model.cpu_kernels import additive_attention_kernel
+from pipeline.model.cpu_kernels import cpu_kernels
 
 ADDITIVE, DOT, STATIC = "additive", "dot", "static"
 
@@ -54,7 +54,7 @@ class _AdditiveKernelScore:
     def forward(self, i, s, q, alpha_out, context_out):
         q_i = self.saved[i if self.saved.shape[0] > 1 else 0]
         q_i.copy_(q)
-        self.kernel.forward(self.keys, q_i, self.v_f, self.states, self.mask, alpha_out, context_out)
+        self.kernel.attention_forward(self.keys, q_i, self.v_f, self.states, self.mask, alpha_out, context_out)
 
     def start_backward(self):
         self.d_keys = torch.zeros(self.keys.shape, dtype=torch.float32, device=self.keys.device)
@@ -62,8 +62,11 @@ class _AdditiveKernelScore:
 
     def backward(self, i, s, alpha, dc, d_q, ds):
         """Writes ∂q_i into ``d_q``; returns ∂s_{i-1} (unchanged: the query is q_i = W_a s_{i-1}, in W_q)."""
-        d_q.copy_(self.kernel.backward(self.keys, self.saved[i], self.v_f, self.states, self.mask, alpha, dc.float(),
-                                       self.d_keys, self.d_v))  # fmt: skip
+        d_q.copy_(
+            self.kernel.attention_backward(
+                self.keys, self.saved[i], self.v_f, self.states, self.mask, alpha, dc.float(), self.d_keys, self.d_v
+            )
+        )
         return ds
 
     def grads(self, a_all, s_all, dtypes):
@@ -147,7 +150,7 @@ def _score(mode, keys, states, mask, v, scale, t_len, save):
         return None
     if mode == DOT:
         return _DotScore(keys, states, mask, scale, t_len)
-    kernel = additive_attention_kernel(keys.device)
+    kernel = cpu_kernels(keys.device)
     if kernel is not None:
         return _AdditiveKernelScore(kernel, keys, states, mask, v, t_len, save)
     return _AdditiveTorchScore(keys, states, mask, v, t_len, save)
@@ -174,6 +177,7 @@ class _GruRecurrence(torch.autograd.Function):
                 c_all, a_all = gi.new_empty(0), gi.new_empty(0)
             w_q_t = w_q.t()
             w_ic_t = w_ic.t() if score is not None else None
+            cell = _cell_kernels(gi)
             for i in range(t_len):
                 s = s_all[i]
                 gq = torch.addmm(b_q, s, w_q_t)
@@ -183,6 +187,9 @@ class _GruRecurrence(torch.autograd.Function):
                     step_gi = torch.addmm(gi[i], c_all[i], w_ic_t)
                 else:
                     step_gi = gi[i]
+                if cell is not None:  # gates and update in one call (pipeline/model/kernels/gru_cell.cpp)
+                    cell.gru_cell_forward(step_gi, gq, s, rz_all[i], n_all[i], ghn_all[i], s_all[i + 1])
+                    continue
                 rz = torch.sigmoid(step_gi[:, : 2 * hd] + gh_rz, out=rz_all[i])
                 r, z = rz.chunk(2, 1)
                 n = torch.tanh(torch.addcmul(step_gi[:, 2 * hd :], r, gh_n), out=n_all[i])
@@ -209,8 +216,14 @@ class _GruRecurrence(torch.autograd.Function):
                 d_ctx = s_all.new_empty(t_len, b, states.shape[2])
                 score.start_backward()
             ds = d_s_all[t_len].clone()
+            cell = _cell_kernels(s_all)
             for i in reversed(range(t_len)):
-                ds = _cell_backward(ds, s_all[i], rz_all[i], n_all[i], ghn_all[i], d_gi[i], d_gq[i, :, : 3 * hd])
+                if cell is not None:  # pipeline/model/kernels/gru_cell.cpp
+                    ds_prev = torch.empty_like(ds)
+                    cell.gru_cell_backward(ds, s_all[i], rz_all[i], n_all[i], ghn_all[i], d_gi[i], d_gq[i], ds_prev)
+                    ds = ds_prev
+                else:
+                    ds = _cell_backward(ds, s_all[i], rz_all[i], n_all[i], ghn_all[i], d_gi[i], d_gq[i, :, : 3 * hd])
                 if score is not None:
                     dc = torch.addmm(d_c_all[i], d_gi[i], w_ic)  # ∂c_i: from gi and from the readout
                     d_ctx[i] = dc
@@ -227,6 +240,11 @@ class _GruRecurrence(torch.autograd.Function):
                 grads["keys"], grads["v"] = score.grads(a_all, s_all, (keys.dtype, None if v is None else v.dtype))
         names = ("gi", "s0", "w_q", "b_q", "w_ic", "keys", "states", "mask", "v")
         return (*(grads.get(name) for name in names), None, None, None)
+
+
+def _cell_kernels(like):
+    """The compiled kernels where the GRU cell of tensors like ``like`` can use them (CPU, fp32/bf16)."""
+    return cpu_kernels(like.device) if like.dtype in (torch.float32, torch.bfloat16) else None
 
 
 def _cell_backward(ds, s_prev, rz, n, gh_n, d_gi, d_gh):

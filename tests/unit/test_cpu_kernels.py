@@ -1,18 +1,18 @@
-"""The fused CPU kernel of the additive attention step (pipeline/model/kernels/additive_attention.cpp)
-against the same step in torch ops: scores, masked softmax and context forward, and the
-gradients of keys, query and v_a backward."""
+"""The fused CPU kernels (pipeline/model/kernels/) against the same computation in torch ops:
+the additive attention step (scores, masked softmax and context forward; the gradients of keys,
+query and v_a backward) and the GRU cell's gates and update (forward and backward)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pipeline.model.cpu_kernels import additive_attention_kernel, use_cpu_kernels
+from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels
 
 
 @pytest.fixture(scope="module")
 def kernel():
-    module = additive_attention_kernel(torch.device("cpu"))
+    module = cpu_kernels(torch.device("cpu"))
     assert module is not None, "the fused CPU attention kernel did not build: is g++ installed? (see the log warning)"
     return module
 
@@ -43,9 +43,9 @@ def _reference(keys, q, v, states, mask, d_context):
 def _kernel(kernel, keys, q, v, states, mask, d_context):
     alpha = torch.empty(mask.shape)
     context = torch.empty(keys.shape[0], states.shape[2], dtype=keys.dtype)
-    kernel.forward(keys, q, v, states, mask, alpha, context)
+    kernel.attention_forward(keys, q, v, states, mask, alpha, context)
     d_keys, d_v = torch.zeros(keys.shape), torch.zeros(v.shape)
-    d_q = kernel.backward(keys, q, v, states, mask, alpha, d_context, d_keys, d_v)
+    d_q = kernel.attention_backward(keys, q, v, states, mask, alpha, d_context, d_keys, d_v)
     return alpha, context, d_keys, d_q, d_v
 
 
@@ -84,7 +84,42 @@ def test_kernel_in_bf16_stays_within_bf16_rounding(kernel):
 def test_kernels_can_be_turned_off():
     use_cpu_kernels(False)
     try:
-        assert additive_attention_kernel(torch.device("cpu")) is None
+        assert cpu_kernels(torch.device("cpu")) is None
     finally:
         use_cpu_kernels(True)
-    assert additive_attention_kernel(torch.device("meta")) is None  # only CPU tensors
+    assert cpu_kernels(torch.device("meta")) is None  # only CPU tensors
+
+
+def _cell_reference(gi, gh, s_prev):
+    """torch.nn.GRUCell's gates from pre-activations, in float32: (r|z, n, s)."""
+    hd = s_prev.shape[1]
+    rz = torch.sigmoid(gi[:, : 2 * hd] + gh[:, : 2 * hd])
+    r, z = rz.chunk(2, 1)
+    n = torch.tanh(gi[:, 2 * hd :] + r * gh[:, 2 * hd : 3 * hd])
+    return rz, n, torch.lerp(n, s_prev, z)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gru_cell_kernel_equals_torch_ops(kernel, dtype):
+    """Forward and backward of the gates; gh is the first 3H columns of wider rows, as the
+    decoder's [W_hh ; W_a] s GEMM gives.  bf16: float32 math on the same inputs, rounded once."""
+    g = torch.Generator().manual_seed(3)
+    b, hd = 7, 40
+    gi, gh = torch.randn(b, 3 * hd, generator=g).to(dtype), torch.randn(b, 3 * hd + 9, generator=g).to(dtype)
+    s_prev, ds = torch.randn(b, hd, generator=g).to(dtype), torch.randn(b, hd, generator=g).to(dtype)
+    rz, n, ghn, s = (torch.empty(b, w, dtype=dtype) for w in (2 * hd, hd, hd, hd))
+    kernel.gru_cell_forward(gi, gh, s_prev, rz, n, ghn, s)
+    d_gi, d_gh, ds_prev = torch.empty_like(gi), torch.zeros_like(gh), torch.empty_like(s_prev)
+    kernel.gru_cell_backward(ds, s_prev, rz, n, ghn, d_gi, d_gh, ds_prev)
+
+    inputs = [t.float().requires_grad_() for t in (gi, gh, s_prev)]
+    ref = _cell_reference(*inputs)
+    ref[2].backward(ds.float())
+    tol = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-2, rtol=2**-7)
+    for name, mine, want in zip(("rz", "n", "s"), (rz, n, s), ref):
+        torch.testing.assert_close(mine.float(), want.detach(), **tol, msg=name)
+    assert torch.equal(ghn, gh[:, 2 * hd : 3 * hd])
+    torch.testing.assert_close(d_gi.float(), inputs[0].grad, **tol)
+    torch.testing.assert_close(d_gh[:, : 3 * hd].float(), inputs[1].grad[:, : 3 * hd], **tol)
+    assert (d_gh[:, 3 * hd :] == 0).all()  # the columns after 3H are the caller's
+    torch.testing.assert_close(ds_prev.float(), inputs[2].grad, **tol)  # z ⊙ ∂s (gh is an input here)

@@ -12,42 +12,19 @@
 // keys/states are float32 or bfloat16 (the autocast dtype); all arithmetic is float32.
 // tanh is glibc's vectorised tanhf (libmvec, -ffast-math), accurate to a few ulp.
 
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <vector>
 
+#include "common.h"
+
+namespace pipeline_kernels {
 namespace {
 
-inline float load(const float* p, int64_t i) { return p[i]; }
-
-inline float load(const at::BFloat16* p, int64_t i) {
-  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-// x . y, accumulated in 16 float32 lanes (a plain loop; gcc vectorises it under -ffast-math).
-template <typename T>
-float dot(const float* __restrict x, const T* __restrict y, int64_t n) {
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) lanes[l] += x[i + l] * load(y, i + l);
-  float total = 0.f;
-  for (; i < n; ++i) total += x[i] * load(y, i);
-  for (int l = 0; l < 16; ++l) total += lanes[l];
-  return total;
-}
-
-void check(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v,
-           const torch::Tensor& states, const torch::Tensor& mask) {
+void check(const at::Tensor& keys, const at::Tensor& q, const at::Tensor& v,
+           const at::Tensor& states, const at::Tensor& mask) {
   TORCH_CHECK(keys.device().is_cpu() && keys.dim() == 3 && keys.is_contiguous(), "keys: contiguous [B, S, A] on the CPU");
   TORCH_CHECK(states.dim() == 3 && states.is_contiguous() && states.scalar_type() == keys.scalar_type(),
               "states: contiguous [B, S, C] of the keys' dtype");
@@ -59,19 +36,6 @@ void check(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tenso
   TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous() && mask.size(0) == b && mask.size(1) == s,
               "mask: bool [B, S]");
 }
-
-// A float scratch row aligned to the cache line, so that the vectorised loops need no scalar
-// peel (scalar tanhf calls) to reach alignment.
-struct AlignedBuffer {
-  explicit AlignedBuffer(int64_t n)
-      : data(static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64))) {
-    TORCH_CHECK(data != nullptr, "out of memory");
-  }
-  ~AlignedBuffer() { std::free(data); }
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  float* data;
-};
 
 // alpha_b = masked softmax of e_b (float32; 0 on padding).
 void softmax_row(const float* e, const bool* m, int64_t s, float* alpha) {
@@ -90,8 +54,8 @@ void softmax_row(const float* e, const bool* m, int64_t s, float* alpha) {
 // queries Q [B, A], v_a V [A], mask M [B, S].
 template <typename T>
 struct Step {
-  Step(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v, const torch::Tensor& states,
-       const torch::Tensor& mask)
+  Step(const at::Tensor& keys, const at::Tensor& q, const at::Tensor& v, const at::Tensor& states,
+       const at::Tensor& mask)
       : B(keys.size(0)), S(keys.size(1)), A(keys.size(2)), C(states.size(2)),
         K(keys.data_ptr<T>()), H(states.data_ptr<T>()), Q(q.data_ptr<float>()), V(v.data_ptr<float>()),
         M(mask.data_ptr<bool>()) {}
@@ -104,7 +68,7 @@ struct Step {
 };
 
 template <typename T>
-void forward_impl(const Step<T>& in, torch::Tensor& alpha_out, torch::Tensor& context_out) {
+void forward_impl(const Step<T>& in, at::Tensor& alpha_out, at::Tensor& context_out) {
   const int64_t B = in.B, S = in.S, A = in.A, C = in.C;
   const T *K = in.K, *H = in.H;
   const float *Q = in.Q, *V = in.V;
@@ -138,14 +102,15 @@ void forward_impl(const Step<T>& in, torch::Tensor& alpha_out, torch::Tensor& co
         for (int64_t k = 0; k < C; ++k) c[k] += w * load(hj, k);
       }
       T* cb = ctx + b * C;
-      for (int64_t k = 0; k < C; ++k) cb[k] = static_cast<T>(c[k]);
+#pragma omp simd
+      for (int64_t k = 0; k < C; ++k) store(cb, k, c[k]);
     }
   });
 }
 
 template <typename T>
-void backward_impl(const Step<T>& in, const torch::Tensor& alpha, const torch::Tensor& d_context,
-                   torch::Tensor& d_keys, torch::Tensor& d_q, torch::Tensor& d_v_parts) {
+void backward_impl(const Step<T>& in, const at::Tensor& alpha, const at::Tensor& d_context,
+                   at::Tensor& d_keys, at::Tensor& d_q, at::Tensor& d_v_parts) {
   const int64_t B = in.B, S = in.S, A = in.A, C = in.C;
   const T *K = in.K, *H = in.H;
   const float *Q = in.Q, *V = in.V;
@@ -194,10 +159,12 @@ void backward_impl(const Step<T>& in, const torch::Tensor& alpha, const torch::T
   });
 }
 
+}  // namespace
+
 // Fills alpha_out [B, S] float32 and context_out [B, C] (the keys' dtype).
-void additive_attention_forward(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v,
-                                const torch::Tensor& states, const torch::Tensor& mask, torch::Tensor alpha_out,
-                                torch::Tensor context_out) {
+void additive_attention_forward(const at::Tensor& keys, const at::Tensor& q, const at::Tensor& v,
+                                const at::Tensor& states, const at::Tensor& mask, at::Tensor alpha_out,
+                                at::Tensor context_out) {
   check(keys, q, v, states, mask);
   TORCH_CHECK(alpha_out.scalar_type() == at::kFloat && alpha_out.is_contiguous() &&
                   alpha_out.numel() == keys.size(0) * keys.size(1), "alpha_out: float32 [B, S]");
@@ -211,10 +178,10 @@ void additive_attention_forward(const torch::Tensor& keys, const torch::Tensor& 
 
 // Given alpha (from the forward) and dL/dc [B, C] float32: adds dL/dk into d_keys [B, S, A]
 // float32 and dL/dv_a into d_v [A] float32 (accumulators over steps); returns dL/dq [B, A].
-torch::Tensor additive_attention_backward(const torch::Tensor& keys, const torch::Tensor& q, const torch::Tensor& v,
-                                          const torch::Tensor& states, const torch::Tensor& mask,
-                                          const torch::Tensor& alpha, const torch::Tensor& d_context,
-                                          torch::Tensor d_keys, torch::Tensor d_v) {
+at::Tensor additive_attention_backward(const at::Tensor& keys, const at::Tensor& q, const at::Tensor& v,
+                                          const at::Tensor& states, const at::Tensor& mask,
+                                          const at::Tensor& alpha, const at::Tensor& d_context,
+                                          at::Tensor d_keys, at::Tensor d_v) {
   check(keys, q, v, states, mask);
   TORCH_CHECK(alpha.scalar_type() == at::kFloat && alpha.is_contiguous() && alpha.numel() == keys.size(0) * keys.size(1),
               "alpha: float32 [B, S]");
@@ -223,8 +190,8 @@ torch::Tensor additive_attention_backward(const torch::Tensor& keys, const torch
   TORCH_CHECK(d_keys.scalar_type() == at::kFloat && d_keys.is_contiguous() && d_keys.sizes() == keys.sizes(),
               "d_keys: float32 [B, S, A]");
   TORCH_CHECK(d_v.scalar_type() == at::kFloat && d_v.numel() == keys.size(2), "d_v: float32 [A]");
-  auto d_q = torch::empty({keys.size(0), keys.size(2)}, q.options());
-  auto d_v_parts = torch::zeros({at::get_num_threads(), keys.size(2)}, q.options());
+  auto d_q = at::empty({keys.size(0), keys.size(2)}, q.options());
+  auto d_v_parts = at::zeros({at::get_num_threads(), keys.size(2)}, q.options());
   if (keys.scalar_type() == at::kBFloat16)
     backward_impl(Step<at::BFloat16>(keys, q, v, states, mask), alpha, d_context, d_keys, d_q, d_v_parts);
   else
@@ -233,9 +200,4 @@ torch::Tensor additive_attention_backward(const torch::Tensor& keys, const torch
   return d_q;
 }
 
-}  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &additive_attention_forward, "fused additive attention step (alpha, context)");
-  m.def("backward", &additive_attention_backward, "its backward: d_q; accumulates d_keys and d_v");
-}
+}  // namespace pipeline_kernels

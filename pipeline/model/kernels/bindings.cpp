@@ -1,0 +1,13 @@
+// Python bindings of the fused CPU kernels, built by pipeline/model/cpu_kernels.py.
+#include <torch/extension.h>
+
+#include "common.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace pipeline_kernels;
+  m.def("attention_forward", &additive_attention_forward, "additive attention step: fills alpha and context");
+  m.def("attention_backward", &additive_attention_backward,
+        "its backward: returns d_q; adds into d_keys and d_v");
+  m.def("gru_cell_forward", &gru_cell_forward, "GRU gates and update of one step");
+  m.def("gru_cell_backward", &gru_cell_backward, "their backward: fills d_gi, d_gh[:, :3H] and ds_prev");
+}
