@@ -230,6 +230,7 @@ class TrainConfig:
     examples_logged: int = at_least(3, 0)
     progress: bool = True
     keep_freed_memory: bool = True
+    onednn_cache: int = at_least(16384, 1)
 
 
 @dataclass

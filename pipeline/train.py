@@ -61,6 +61,7 @@ from pipeline.errors import UserError
 from pipeline.files import write_atomic
 from pipeline.model import build_model
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels
+from pipeline.onednn import set_primitive_cache_capacity
 from pipeline.plots import heatmap_figure
 from pipeline.prepare import PreparedData, prepare
 from pipeline.runlog import RunLog
@@ -234,6 +235,7 @@ class Trainer:
             torch.set_num_threads(self.tcfg.threads)
         if self.tcfg.keep_freed_memory:
             keep_freed_memory()
+        set_primitive_cache_capacity(self.tcfg.onednn_cache)  # before the first GEMM
         use_cpu_kernels(self.tcfg.cpu_kernels)
         cpu_kernels(self.device)  # built (or loaded) now, not inside the first timed step
         self.bf16 = Precision(self.tcfg.precision) == Precision.bf16
