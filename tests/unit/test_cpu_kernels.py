@@ -123,3 +123,21 @@ def test_gru_cell_kernel_equals_torch_ops(kernel, dtype):
     torch.testing.assert_close(d_gh[:, : 3 * hd].float(), inputs[1].grad[:, : 3 * hd], **tol)
     assert (d_gh[:, 3 * hd :] == 0).all()  # the columns after 3H are the caller's
     torch.testing.assert_close(ds_prev.float(), inputs[2].grad, **tol)  # z ⊙ ∂s (gh is an input here)
+
+
+def test_a_failed_build_falls_back_to_torch_ops_with_one_warning(monkeypatch, caplog):
+    """No compiler: one warning naming the cause and the key that silences it, then the torch-ops
+    path, whose results the kernels are tested against above."""
+    from pipeline.model import cpu_kernels as module
+
+    def no_compiler():
+        raise RuntimeError("Error building extension: g++: command not found")
+
+    monkeypatch.setattr(module, "_module", None)
+    monkeypatch.setattr(module, "_failed", False)
+    monkeypatch.setattr(module, "_build", no_compiler)
+    with caplog.at_level("WARNING", logger="pipeline.model.cpu_kernels"):
+        assert cpu_kernels(torch.device("cpu")) is None
+        assert cpu_kernels(torch.device("cpu")) is None  # not retried, not warned again
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "g++: command not found" in warnings[0] and "cpu_kernels=false" in warnings[0]
