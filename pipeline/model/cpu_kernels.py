@@ -10,10 +10,10 @@ the build is cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_
 for this CPU (``-march=native``; the cache name carries a hash of the CPU's flags, so a
 home directory shared by different machines keeps one build per kind of CPU).
 
-Where it cannot be built (no compiler) the model falls back to the same computation in
+Where they cannot be built (no compiler) the model falls back to the same computation in
 torch ops, with one warning; ``use_cpu_kernels(False)`` (the ``cpu_kernels`` key of the
-train/evaluate/translate/align configs) turns it off.  The two paths agree to float
-rounding (tests/unit/test_recurrence.py).
+train/evaluate/translate/align configs) turns them off.  The two paths agree to float
+rounding (tests/unit/test_cpu_kernels.py, tests/unit/test_recurrence.py).
 """
 
 from __future__ import annotations

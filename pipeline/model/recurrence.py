@@ -29,6 +29,11 @@ computes the operations of the step-by-step path (:meth:`Decoder.step`), so fp32
 agree to float rounding, and so do the gradients with autograd's
 (tests/unit/test_recurrence.py).  All tensors must be in one compute dtype
 (bf16 under autocast), except the attention weights and the softmax, which are float32.
+
+On the CPU two pieces of each step run as compiled kernels (pipeline/model/cpu_kernels.py):
+the additive score, softmax and context (one object per score kind below holds its
+per-step work and its backward), and the GRU gates and update; elsewhere, or with
+``cpu_kernels=false``, the same arithmetic runs as torch ops.
 """
 
 from __future__ import annotations
