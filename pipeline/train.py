@@ -38,13 +38,7 @@ from tqdm import tqdm
 from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
-from pipeline.config import (
-    ModelConfig,
-    Precision,
-    TrainAppConfig,
-    as_plain_dict,
-    to_object,
-)
+from pipeline.config import ModelConfig, Precision, TrainAppConfig, as_plain_dict, to_object
 from pipeline.data import column_array, release_mapped_pages
 from pipeline.distributed import (
     all_max,

@@ -65,7 +65,7 @@ class _AdditiveKernelScore:
         self.d_keys = torch.zeros(self.keys.shape, dtype=torch.float32, device=self.keys.device)
         self.d_v = torch.zeros(self.v_f.shape, dtype=torch.float32, device=self.keys.device)
 
-    def backward(self, i, s, alpha, dc, d_q, ds):
+    def backward(self, i, alpha, dc, d_q, ds):
         """Writes ∂q_i into ``d_q``; returns ∂s_{i-1} (unchanged: the query is q_i = W_a s_{i-1}, in W_q)."""
         d_q.copy_(
             self.kernel.attention_backward(
@@ -74,7 +74,7 @@ class _AdditiveKernelScore:
         )
         return ds
 
-    def grads(self, a_all, s_all, dtypes):
+    def grads(self, s_all, dtypes):
         return self.d_keys.to(dtypes[0]), self.d_v.to(dtypes[1])
 
 
@@ -94,7 +94,7 @@ class _AdditiveTorchScore:
     def start_backward(self):
         self.d_v = torch.zeros_like(self.v_f)
 
-    def backward(self, i, s, alpha, dc, d_q, ds):
+    def backward(self, i, alpha, dc, d_q, ds):
         de = _softmax_backward(alpha, self.states, dc)
         th = self.saved[i]
         self.d_v += torch.mv(th.flatten(0, 1).t(), de.flatten())
@@ -103,14 +103,14 @@ class _AdditiveTorchScore:
         d_q.copy_(th.sum(1))  # ∂q_i = Σ_j ∂pre_ij
         return ds
 
-    def grads(self, a_all, s_all, dtypes):
+    def grads(self, s_all, dtypes):
         return self.saved.sum(0).to(dtypes[0]), self.d_v.to(dtypes[1])
 
 
 class _DotScore:
     """e_ij = scale · s_{i-1}ᵀ k_j (dot / general / scaled_dot); the query is s_{i-1} itself."""
 
-    def __init__(self, keys, states, mask, scale, t_len):
+    def __init__(self, keys, states, mask, scale):
         self.keys, self.states, self.pad, self.scale = keys, states, ~mask, scale
         self.d_e = None
 
@@ -123,14 +123,14 @@ class _DotScore:
     def start_backward(self):
         self.d_e = None
 
-    def backward(self, i, s, alpha, dc, d_q, ds):
+    def backward(self, i, alpha, dc, d_q, ds):
         de = _softmax_backward(alpha, self.states, dc)
         if self.d_e is None:
             self.d_e = torch.empty(i + 1, *de.shape, dtype=de.dtype, device=de.device)
         self.d_e[i] = de
         return ds + self.scale * torch.bmm(de.to(ds.dtype).unsqueeze(1), self.keys).squeeze(1)
 
-    def grads(self, a_all, s_all, dtypes):
+    def grads(self, s_all, dtypes):
         d_keys = torch.bmm(self.d_e.to(s_all.dtype).permute(1, 2, 0), s_all[: self.d_e.shape[0]].transpose(0, 1))
         return (d_keys * self.scale if self.scale != 1.0 else d_keys), None
 
@@ -154,7 +154,7 @@ def _score(mode, keys, states, mask, v, scale, t_len, save):
     if mode == STATIC:
         return None
     if mode == DOT:
-        return _DotScore(keys, states, mask, scale, t_len)
+        return _DotScore(keys, states, mask, scale)
     kernel = cpu_kernels(keys.device)
     if kernel is not None:
         return _AdditiveKernelScore(kernel, keys, states, mask, v, t_len, save)
@@ -183,23 +183,16 @@ class _GruRecurrence(torch.autograd.Function):
             w_q_t = w_q.t()
             w_ic_t = w_ic.t() if score is not None else None
             cell = _cell_kernels(gi)
+            cell_forward = _cell_forward if cell is None else cell.gru_cell_forward  # kernels/gru_cell.cpp
             for i in range(t_len):
                 s = s_all[i]
                 gq = torch.addmm(b_q, s, w_q_t)
-                gh_rz, gh_n = gq[:, : 2 * hd], gq[:, 2 * hd : 3 * hd]
                 if score is not None:
                     score.forward(i, s, gq[:, 3 * hd :], a_all[i], c_all[i])
                     step_gi = torch.addmm(gi[i], c_all[i], w_ic_t)
                 else:
                     step_gi = gi[i]
-                if cell is not None:  # gates and update in one call (pipeline/model/kernels/gru_cell.cpp)
-                    cell.gru_cell_forward(step_gi, gq, s, rz_all[i], n_all[i], ghn_all[i], s_all[i + 1])
-                    continue
-                rz = torch.sigmoid(step_gi[:, : 2 * hd] + gh_rz, out=rz_all[i])
-                r, z = rz.chunk(2, 1)
-                n = torch.tanh(torch.addcmul(step_gi[:, 2 * hd :], r, gh_n), out=n_all[i])
-                ghn_all[i] = gh_n
-                torch.lerp(n, s, z, out=s_all[i + 1])
+                cell_forward(step_gi, gq, s, rz_all[i], n_all[i], ghn_all[i], s_all[i + 1])
         if save:
             ctx.save_for_backward(s_all, rz_all, n_all, ghn_all, c_all, a_all, w_q, w_ic, keys, states, v)
             ctx.score = score
@@ -232,7 +225,7 @@ class _GruRecurrence(torch.autograd.Function):
                 if score is not None:
                     dc = torch.addmm(d_c_all[i], d_gi[i], w_ic)  # ∂c_i: from gi and from the readout
                     d_ctx[i] = dc
-                    ds = score.backward(i, s_all[i], a_all[i], dc, d_gq[i, :, 3 * hd :], ds)
+                    ds = score.backward(i, a_all[i], dc, d_gq[i, :, 3 * hd :], ds)
                 ds = torch.addmm(ds, d_gq[i], w_q)
                 ds += d_s_all[i]
             flat_gq, flat_s = d_gq.flatten(0, 1), s_all[:t_len].flatten(0, 1)
@@ -242,7 +235,7 @@ class _GruRecurrence(torch.autograd.Function):
             if score is not None:
                 grads["w_ic"] = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
                 grads["states"] = torch.bmm(a_all.to(dt).permute(1, 2, 0), d_ctx.transpose(0, 1))
-                grads["keys"], grads["v"] = score.grads(a_all, s_all, (keys.dtype, None if v is None else v.dtype))
+                grads["keys"], grads["v"] = score.grads(s_all, (keys.dtype, None if v is None else v.dtype))
         names = ("gi", "s0", "w_q", "b_q", "w_ic", "keys", "states", "mask", "v")
         return (*(grads.get(name) for name in names), None, None, None)
 
@@ -250,6 +243,18 @@ class _GruRecurrence(torch.autograd.Function):
 def _cell_kernels(like):
     """The compiled kernels where the GRU cell of tensors like ``like`` can use them (CPU, fp32/bf16)."""
     return cpu_kernels(like.device) if like.dtype in (torch.float32, torch.bfloat16) else None
+
+
+def _cell_forward(gi, gh, s_prev, rz_out, n_out, ghn_out, s_out):
+    """[r, z] = σ(gi_rz + gh_rz), n = tanh(gi_n + r ⊙ gh_n), s = lerp(n, s_prev, z) into the ``*_out``
+    tensors (gh: the first 3Hd columns are W_hh s_prev + b_hh); the kernel's torch-ops twin."""
+    hd = s_prev.shape[1]
+    rz = torch.sigmoid(gi[:, : 2 * hd] + gh[:, : 2 * hd], out=rz_out)
+    r, z = rz.chunk(2, 1)
+    gh_n = gh[:, 2 * hd : 3 * hd]
+    n = torch.tanh(torch.addcmul(gi[:, 2 * hd :], r, gh_n), out=n_out)
+    ghn_out.copy_(gh_n)
+    torch.lerp(n, s_prev, z, out=s_out)
 
 
 def _cell_backward(ds, s_prev, rz, n, gh_n, d_gi, d_gh):
