@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from pipeline.config import AttentionPlacement, AttentionScore, ContextType, ModelConfig
-from pipeline.loss import linear_smoothed_cross_entropy
 from pipeline.model.attention import BahdanauAttention, DotProductAttention, FixedContext
 from pipeline.model.decoder import Decoder, DecoderState
 from pipeline.model.encoder import Encoder, EncoderOutput
+from pipeline.model.loss import linear_smoothed_cross_entropy
 from pipeline.model.luong import LuongDecoder
 from pipeline.tokenizer import PAD_ID
 

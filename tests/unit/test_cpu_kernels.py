@@ -1,11 +1,13 @@
 """The fused CPU kernels (pipeline/model/kernels/) against the same computation in torch ops:
 the additive attention step (scores, masked softmax and context forward; the gradients of keys,
-query and v_a backward) and the GRU cell's gates and update (forward and backward)."""
+query and v_a backward), the GRU cell's gates and update (forward and backward), and the
+label-smoothed cross-entropy with its gradient."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels
 
@@ -123,6 +125,44 @@ def test_gru_cell_kernel_equals_torch_ops(kernel, dtype):
     torch.testing.assert_close(d_gh[:, : 3 * hd].float(), inputs[1].grad[:, : 3 * hd], **tol)
     assert (d_gh[:, 3 * hd :] == 0).all()  # the columns after 3H are the caller's
     torch.testing.assert_close(ds_prev.float(), inputs[2].grad, **tol)  # z ⊙ ∂s (gh is an input here)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_kernel_equals_torch_ops(kernel, dtype, smoothing, threads):
+    """Loss, gradient (written over the logits) and its column sums (the bias gradient, added to
+    what d_bias held) against autograd through F.cross_entropy in float32; the bf16 gradient is
+    rounded once on store.  Without write_grad the logits are left alone."""
+    g = torch.Generator().manual_seed(4)
+    n, vocab = 37, 301  # not multiples of the vector width
+    logits = (torch.randn(n, vocab, generator=g) * 4).to(dtype)
+    target = torch.randint(0, vocab, (n,), generator=g)
+    ref_in = logits.float().requires_grad_()
+    ref = F.cross_entropy(ref_in, target, label_smoothing=smoothing, reduction="sum")
+    ref.backward()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the column sums are added from per-thread partials
+    try:
+        untouched = logits.clone()
+        assert kernel.smoothed_cross_entropy(untouched, target, smoothing, None, False) == pytest.approx(
+            ref.item(), rel=1e-6
+        )
+        assert torch.equal(untouched, logits)
+        grad, d_bias = logits.clone(), torch.ones(vocab)
+        loss = kernel.smoothed_cross_entropy(grad, target, smoothing, d_bias, True)
+    finally:
+        torch.set_num_threads(before)
+    assert loss == pytest.approx(ref.item(), rel=1e-6)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-5, rtol=2**-8)
+    torch.testing.assert_close(grad.float(), ref_in.grad, **tol)
+    torch.testing.assert_close(d_bias - 1, ref_in.grad.sum(0), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_entropy_kernel_rejects_a_target_out_of_range(kernel):
+    with pytest.raises(RuntimeError, match="target 7 not in"):
+        kernel.smoothed_cross_entropy(torch.zeros(2, 7), torch.tensor([0, 7]), 0.1, None, True)
 
 
 def test_a_failed_build_falls_back_to_torch_ops_with_one_warning(monkeypatch, caplog):

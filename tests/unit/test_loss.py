@@ -1,4 +1,5 @@
-"""The output layer fused with the label-smoothed cross-entropy equals F.linear + F.cross_entropy."""
+"""The output layer fused with the label-smoothed cross-entropy equals F.linear + F.cross_entropy,
+with the fused CPU kernel of the loss and with its torch-ops twin."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.loss import LINEAR_CHUNK_ROWS, linear_smoothed_cross_entropy
+from pipeline.model.cpu_kernels import use_cpu_kernels
+from pipeline.model.loss import LINEAR_CHUNK_ROWS, linear_smoothed_cross_entropy
+
+
+@pytest.fixture(autouse=True, params=["cpu kernel", "torch ops"])
+def loss_path(request):
+    use_cpu_kernels(request.param == "cpu kernel")
+    yield request.param
+    use_cpu_kernels(True)
 
 
 def test_rejects_misshaped_input():

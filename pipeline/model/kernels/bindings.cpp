@@ -10,4 +10,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "its backward: returns d_q; adds into d_keys and d_v");
   m.def("gru_cell_forward", &gru_cell_forward, "GRU gates and update of one step");
   m.def("gru_cell_backward", &gru_cell_backward, "their backward: fills d_gi, d_gh[:, :3H] and ds_prev");
+  m.def("smoothed_cross_entropy", &smoothed_cross_entropy,
+        "label-smoothed cross-entropy of logits rows; optionally its gradient over the logits, column sums into d_bias");
 }

@@ -69,4 +69,8 @@ void gru_cell_forward(const at::Tensor& gi, const at::Tensor& gh, const at::Tens
 void gru_cell_backward(const at::Tensor& ds, const at::Tensor& s_prev, const at::Tensor& rz, const at::Tensor& n,
                        const at::Tensor& ghn, at::Tensor d_gi, at::Tensor d_gh, at::Tensor ds_prev);
 
+// smoothed_cross_entropy.cpp
+double smoothed_cross_entropy(at::Tensor logits, const at::Tensor& target, double smoothing,
+                              const c10::optional<at::Tensor>& d_bias, bool write_grad);
+
 }  // namespace pipeline_kernels

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.model.cpu_kernels import cpu_kernels
+
 LINEAR_CHUNK_ROWS = 256  # rows of the fused output layer per chunk: [256, V] logits, 8 MB of fp32 at V = 8000
 
 
@@ -37,10 +39,12 @@ class _LinearSmoothedCrossEntropy(torch.autograd.Function):
     def forward(ctx, x, weight, bias, target, smoothing, ignore_index, compute_dtype, need_grad):
         vocab = weight.shape[0]
         rows = (target != ignore_index).nonzero().squeeze(1)  # padding rows: no loss, no gradient
-        xs, ys = x.index_select(0, rows).to(compute_dtype), target.index_select(0, rows).unsqueeze(1)
+        xs, ys = x.index_select(0, rows).to(compute_dtype), target.index_select(0, rows)
         w = weight.to(compute_dtype)
         b = bias.to(compute_dtype) if bias is not None else None
-        total = torch.zeros((), dtype=torch.float32, device=x.device)
+        kernels = cpu_kernels(x.device) if compute_dtype in (torch.float32, torch.bfloat16) else None
+        total = torch.zeros((), dtype=torch.float64 if kernels else torch.float32, device=x.device)
+        dxs = dw = db = None
         if need_grad:
             dxs = torch.empty_like(xs)
             dw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
@@ -49,20 +53,20 @@ class _LinearSmoothedCrossEntropy(torch.autograd.Function):
             for start in range(0, xs.shape[0], LINEAR_CHUNK_ROWS):
                 chunk = slice(start, start + LINEAR_CHUNK_ROWS)
                 x_c, y_c = xs[chunk], ys[chunk]
-                logits = (x_c @ w.t() if b is None else torch.addmm(b, x_c, w.t())).float()
-                lse = torch.logsumexp(logits, 1, keepdim=True)
-                x_y = logits.gather(1, y_c)
-                total += (lse - (1.0 - smoothing) * x_y).sum() - smoothing * logits.mean(1).sum()
-                if need_grad:  # softmax - (1 - ε) onehot(y) - ε/V, in place over the logits
-                    g = logits.sub_(lse).exp_().sub_(smoothing / vocab)
-                    g.scatter_add_(1, y_c, g.new_full(y_c.shape, -(1.0 - smoothing)))
-                    db += g.sum(0)
-                    g = g.to(compute_dtype)
+                logits = x_c @ w.t() if b is None else torch.addmm(b, x_c, w.t())
+                if kernels is not None:  # loss; gradient over the logits, in place; its column sums into db
+                    total += kernels.smoothed_cross_entropy(logits, y_c, smoothing, db, need_grad)
+                    g = logits
+                else:
+                    loss, g = _smoothed_cross_entropy(logits, y_c, smoothing, db, need_grad)
+                    total += loss
+                if need_grad:
                     torch.mm(g, w, out=dxs[chunk])
                     if g.dtype == dw.dtype:  # fp32: accumulate inside the GEMM, no [V, R] temporary
                         dw.addmm_(g.t(), x_c)
                     else:
                         dw += (g.t() @ x_c).float()
+        total = total.float()
         if need_grad:
             dx = torch.zeros(x.shape, dtype=x.dtype, device=x.device).index_copy_(0, rows, dxs.to(x.dtype))
             ctx.save_for_backward(dx, dw, db)
@@ -76,6 +80,23 @@ class _LinearSmoothedCrossEntropy(torch.autograd.Function):
         g = grad_total.float()
         d_bias = (db * g).to(ctx.weight_dtype) if ctx.has_bias else None
         return (dx * g.to(dx.dtype), (dw * g).to(ctx.weight_dtype), d_bias, None, None, None, None, None)
+
+
+def _smoothed_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float, d_bias: torch.Tensor | None, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The loss of a chunk of logits [n, V] and its gradient in the logits' dtype, in torch ops (float32
+    inside); the gradient's column sums are added into ``d_bias``.  The CPU kernel's twin."""
+    vocab, dtype = logits.shape[1], logits.dtype
+    logits, target = logits.float(), target.unsqueeze(1)
+    lse = torch.logsumexp(logits, 1, keepdim=True)
+    loss = (lse - (1.0 - smoothing) * logits.gather(1, target)).sum() - smoothing * logits.mean(1).sum()
+    if not need_grad:
+        return loss, None
+    g = logits.sub_(lse).exp_().sub_(smoothing / vocab)  # softmax - ε/V - (1 - ε) onehot(y), in place
+    g.scatter_add_(1, target, g.new_full(target.shape, -(1.0 - smoothing)))
+    d_bias += g.sum(0)
+    return loss, g.to(dtype)
 
 
 def linear_smoothed_cross_entropy(
