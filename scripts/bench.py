@@ -15,7 +15,9 @@
 * decoding throughput (greedy and beam-5, sentences/s, fp32 and under bf16 autocast) on
   test_2016_flickr with a trained checkpoint (``--checkpoint``; default
   runs/full/bahdanau/checkpoints/best.pt, written by ``scripts/compare.sh full``, when present);
-* padding fraction of the training batches, peak RSS and the git commit.
+* padding fraction of the training batches, peak RSS (the whole run's, and each phase's where
+  Linux lets the peak be reset: setup, training, decoding, and the RSS that decoding starts
+  from) and the git commit.
 
 The machine is shared and noisy: compare variants by ratios from one run, not across runs.
 """
@@ -67,6 +69,28 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _vm_mb(field: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (Linux), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def phase_peak_rss_mb() -> float | None:
+    """The peak RSS since the last call (Linux: VmHWM, then reset through /proc/self/clear_refs,
+    so the next phase starts a new window from the RSS it inherits); None where unsupported."""
+    peak = _vm_mb("VmHWM")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return peak
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -171,6 +195,7 @@ def main() -> None:
 
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
+    rss = {"setup": phase_peak_rss_mb()}
     tokens, mfu, flops_per_token = {}, {}, {}
     attention = ContextType.attention
     systems = [("bahdanau", attention, "additive", False), ("baseline", ContextType.fixed, "additive", False)]
@@ -186,7 +211,10 @@ def main() -> None:
             mfu[name][precision] = tok_s * fpt / (peak[precision] * 1e9)
             flops_per_token[name] = fpt
     first_sight, _ = train_throughput(data, attention, True, args.steps, 1, first_sight=True)
+    rss["train"], rss["before_decode"] = phase_peak_rss_mb(), _vm_mb("VmRSS")
     decode = decode_throughput(args.checkpoint, 1) if args.checkpoint.exists() else None
+    rss["decode"] = phase_peak_rss_mb() if decode else None
+    whole_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # reset with VmHWM, where it was
     result = {
         "matmul_gflops": peak,
         "train_tokens_per_s": tokens,
@@ -195,7 +223,10 @@ def main() -> None:
         "flops_per_target_token": flops_per_token,
         "decode_sentences_per_s": decode,
         "padding_fraction": train_padding(data.splits["train"], BatchConfig()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": max([whole_run] + [v for k, v in rss.items() if v and k != "before_decode"]),
+        # per phase: training keeps its freed memory for reuse (train.keep_freed_memory), so the
+        # decoding phase starts from the RSS the training runs left ("before_decode")
+        "peak_rss_mb_by_phase": rss,
         "commit": git_commit(),
         "settings": {
             "threads": args.threads,
@@ -222,8 +253,9 @@ def main() -> None:
         )
     else:
         print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")
-    rss = result["peak_rss_mb"]
-    print(f"padding {result['padding_fraction']:.1%}   peak RSS {rss:.0f} MB   commit {result['commit']}")
+    phases = "   ".join(f"{k} {v:.0f}" for k, v in rss.items() if v is not None)
+    print(f"padding {result['padding_fraction']:.1%}   peak RSS {result['peak_rss_mb']:.0f} MB ({phases})")
+    print(f"commit {result['commit']}")
     print(f"wrote {args.out}")
 
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""One lever's speed ratio, measured by on/off pairs of training steps in one process.
+
+    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel [--precision bf16] [--reps 6]
+
+This machine is shared and its speed drifts by 10-30% within minutes, which swamps a lever of a
+few percent when the two variants run in separate processes (``bench_ab.py``) or even in
+separate rounds of one process.  Here every batch is run twice in a row, once with the switch
+on and once off (the order alternating), so both halves of a pair see the same machine state;
+the figure is the median over pairs of t_off / t_on (> 1: the lever is faster), with quartiles.
+
+Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the torch ops
+(``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py).
+Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pipeline.model.loss as loss_module  # noqa: E402
+from pipeline.allocator import keep_freed_memory  # noqa: E402
+from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
+from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
+from pipeline.data import column_array  # noqa: E402
+from pipeline.model import build_model  # noqa: E402
+from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels  # noqa: E402
+from pipeline.onednn import set_primitive_cache_capacity  # noqa: E402
+from pipeline.prepare import prepare  # noqa: E402
+from pipeline.tokenizer import PAD_ID  # noqa: E402
+
+
+def _loss_kernel(on: bool) -> None:
+    loss_module.cpu_kernels = cpu_kernels if on else (lambda device: None)
+
+
+SWITCHES = {"cpu_kernels": use_cpu_kernels, "loss_kernel": _loss_kernel}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--switch", choices=sorted(SWITCHES), required=True)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--reps", type=int, default=6, help="passes over the 6 batches (pairs = 6 x reps)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_primitive_cache_capacity(TrainConfig().onednn_cache)
+    keep_freed_memory()
+    switch, bf16 = SWITCHES[args.switch], args.precision == "bf16"
+
+    data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(), len(data.tokenizer.src), len(data.tokenizer.tgt)).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    train = data.splits["train"]
+    sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
+    batches = []
+    for idx in sampler.batches(0)[:6]:
+        ex = train[idx.tolist()]
+        batches.append(collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()))
+
+    def step(b) -> float:
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss_sum, _ = model(b.src, b.src_lens, b.tgt_in, b.tgt_out, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        (loss_sum / int((b.tgt_out != PAD_ID).sum())).backward()
+        opt.step()
+        return time.perf_counter() - t0
+
+    for on in (True, False):  # warm-up: every GEMM shape compiled, every kernel built, both ways
+        switch(on)
+        for b in batches:
+            step(b)
+    ratios, t_on, t_off = [], 0.0, 0.0
+    for rep in range(args.reps):
+        for i, b in enumerate(batches):
+            times = {}
+            for on in (True, False) if (rep + i) % 2 == 0 else (False, True):
+                switch(on)
+                times[on] = step(b)
+            ratios.append(times[False] / times[True])
+            t_on, t_off = t_on + times[True], t_off + times[False]
+    switch(True)
+    tokens = sum(int((b.tgt_out != PAD_ID).sum()) for b in batches) * args.reps
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    print(
+        f"{args.precision} {args.switch}: on {tokens / t_on:.0f} tok/s, off {tokens / t_off:.0f} tok/s; "
+        f"pair ratio off/on median {statistics.median(ratios):.3f} (quartiles {q1:.3f}-{q3:.3f}, {len(ratios)} pairs)"
+    )
+
+
+if __name__ == "__main__":
+    main()
