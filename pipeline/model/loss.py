@@ -15,6 +15,12 @@ padding rows.  :func:`linear_smoothed_cross_entropy` keeps none of that: per chu
 real rows it computes the logits in cache, reduces them to the loss and turns them into
 the gradient at once.  All softmax arithmetic is in float32 whatever the GEMMs' dtype,
 so bf16 training keeps an fp32 loss and softmax.
+
+On the CPU that per-chunk step (loss, gradient over the logits in place, its column sums
+for ∂b) is one C++ kernel, kernels/smoothed_cross_entropy.cpp, which reads each row once
+(a bf16 training step x1.10-1.12, docs/performance.md); elsewhere, or without a compiler,
+:func:`_smoothed_cross_entropy` does it in torch ops.  Both agree to float rounding
+(tests/unit/test_loss.py runs each).
 """
 
 from __future__ import annotations
