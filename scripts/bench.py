@@ -98,6 +98,25 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats) / 1e9
 
 
+def apply_training_settings() -> None:
+    """The process settings pipeline/train.py applies by default: ``train.keep_freed_memory``
+    and ``train.onednn_cache``."""
+    if TrainConfig().keep_freed_memory:
+        keep_freed_memory()
+    set_primitive_cache_capacity(TrainConfig().onednn_cache)
+
+
+def first_batches(data, count: int, skip: int = 0) -> list:
+    """Batches ``skip`` .. ``skip + count`` of epoch 0 of Multi30k train (4096 tokens, seed 1)."""
+    train = data.splits["train"]
+    sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
+    batches = []
+    for idx in sampler.batches(0)[skip : skip + count]:
+        ex = train[idx.tolist()]
+        batches.append(collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()))
+    return batches
+
+
 def train_throughput(
     data,
     context: ContextType,
@@ -115,9 +134,7 @@ def train_throughput(
     state of epochs after the first, with every GEMM kernel compiled.  ``first_sight=True``
     instead times, once and without warm-up, batches that no earlier run of this process has
     seen (the first epoch's cost, oneDNN's kernel compilation for new shapes included)."""
-    if TrainConfig().keep_freed_memory:
-        keep_freed_memory()
-    set_primitive_cache_capacity(TrainConfig().onednn_cache)
+    apply_training_settings()
     torch.manual_seed(0)
     cfg = ModelConfig(name=context.value, context=context)
     cfg.attention.score = AttentionScore(score)
@@ -125,13 +142,7 @@ def train_throughput(
         cfg.attention.placement = AttentionPlacement.luong
     model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as pipeline/train.py
-    train = data.splits["train"]
-    sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
-    batches = []
-    chosen = sampler.batches(0)[steps : 2 * steps] if first_sight else sampler.batches(0)[:steps]
-    for idx in chosen:
-        ex = train[idx.tolist()]
-        batches.append(collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()))
+    batches = first_batches(data, steps, skip=steps if first_sight else 0)
     n_tok = sum(int((b.tgt_out != PAD_ID).sum()) for b in batches)
     flops = sum(
         training_flops(cfg, len(data.tokenizer.tgt), b.src_lens.tolist(), (b.tgt_out != PAD_ID).sum(1).tolist())

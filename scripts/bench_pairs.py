@@ -28,15 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pipeline.model.loss as loss_module  # noqa: E402
-from pipeline.allocator import keep_freed_memory  # noqa: E402
-from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
-from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from pipeline.data import column_array  # noqa: E402
+from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels  # noqa: E402
-from pipeline.onednn import set_primitive_cache_capacity  # noqa: E402
 from pipeline.prepare import prepare  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from bench import apply_training_settings, first_batches  # noqa: E402
 
 
 def _loss_kernel(on: bool) -> None:
@@ -54,20 +53,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    set_primitive_cache_capacity(TrainConfig().onednn_cache)
-    keep_freed_memory()
+    apply_training_settings()
     switch, bf16 = SWITCHES[args.switch], args.precision == "bf16"
 
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
     torch.manual_seed(0)
     model = build_model(ModelConfig(), len(data.tokenizer.src), len(data.tokenizer.tgt)).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-    train = data.splits["train"]
-    sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
-    batches = []
-    for idx in sampler.batches(0)[:6]:
-        ex = train[idx.tolist()]
-        batches.append(collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()))
+    batches = first_batches(data, 6)
 
     def step(b) -> float:
         t0 = time.perf_counter()
