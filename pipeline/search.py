@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from pipeline.batching import Batch, collate
 from pipeline.config import DecodeConfig, Strategy, to_object
+from pipeline.model.cpu_kernels import cpu_kernels
 from pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 NEG_INF = float("-inf")
@@ -133,6 +134,23 @@ def _log_probs(logits: torch.Tensor, forced_end: torch.Tensor) -> torch.Tensor:
     return lprobs
 
 
+def _top_log_probs(logits: torch.Tensor, forced_end: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best next tokens of each row by :func:`_log_probs`: (log-probs [R, k] fp32, ids [R, k]),
+    best first, ties to the lower id (what ``argmax`` picks for ``k = 1``).
+
+    On the CPU a fused kernel does it in one read of the logits (pipeline/model/kernels/
+    top_log_probs.cpp); the torch ops below are the reference it is tested against.
+    """
+    kernels = cpu_kernels(logits.device)
+    if kernels is not None and logits.dtype in (torch.float32, torch.bfloat16):
+        return kernels.top_log_probs(logits.contiguous(), k, [PAD_ID, BOS_ID], forced_end.contiguous(), EOS_ID)
+    lprobs = _log_probs(logits, forced_end)
+    if k == 1:
+        best, tok = lprobs.max(dim=-1)  # first max on ties
+        return best.unsqueeze(1), tok.unsqueeze(1)
+    return _stable_desc(*lprobs.topk(k, dim=-1))
+
+
 def _prepare(model: Any, src: torch.Tensor, src_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     device = _model_device(model)
     src = src.to(device=device, dtype=torch.long)
@@ -192,7 +210,7 @@ def _greedy(
     attn_out: torch.Tensor | None = None
     for t in range(steps):
         logits, state, attn = model.step(prev, state)
-        best, tok = _log_probs(logits, limit[alive] <= t).max(dim=-1)  # first max on ties
+        best, tok = (column[:, 0] for column in _top_log_probs(logits, limit[alive] <= t, 1))
         tokens[alive, t] = tok
         log_prob[alive] = log_prob[alive] + best
         if attn is not None:
@@ -314,12 +332,11 @@ def _beam(
         logits, state, attn = model.step(prev, state)
         na, vocab = alive.numel(), logits.size(-1)
         attns.append(None if attn is None else attn.float())
-        lprobs = _log_probs(logits, (limit[alive] <= t).repeat_interleave(k)).view(na, k, vocab)
-
         # Top-2k over k*V per sentence, in two exact stages: the global top-2k can only
         # contain each beam's own top-2k tokens, so sort 2k*k candidates, not k*V.
         per_beam = min(2 * k, vocab)
-        top_lp, top_tok = _stable_desc(*lprobs.topk(per_beam, dim=-1))
+        top_lp, top_tok = _top_log_probs(logits, (limit[alive] <= t).repeat_interleave(k), per_beam)
+        top_lp, top_tok = top_lp.view(na, k, per_beam), top_tok.view(na, k, per_beam)
         cand = (scores.unsqueeze(-1) + top_lp).view(na, k * per_beam)
         cand, order = cand.sort(dim=-1, descending=True, stable=True)
         width = min(2 * k, k * per_beam)  # <= k EOS among them, so >= k live remain

@@ -1,11 +1,13 @@
 """The fused CPU kernels of the recurrences and the loss, compiled on first use.
 
-pipeline/model/kernels/ holds three: additive_attention.cpp computes one step of Bahdanau
+pipeline/model/kernels/ holds four: additive_attention.cpp computes one step of Bahdanau
 attention (eqs. 5-6: scores, masked softmax, context) and its backward pass per sentence,
 with nothing of size [B, S, A] written to memory; gru_cell.cpp the element-wise part of one
 GRU step (eq. 4: gates and update) and of its backward pass in one call instead of ~6 and
 ~12 torch ops; smoothed_cross_entropy.cpp the label-smoothed loss of a chunk of logits and
-its gradient, in place, one read of each row (pipeline/model/loss.py); each file says why.
+its gradient, in place, one read of each row (pipeline/model/loss.py); top_log_probs.cpp the
+k best next tokens of each row of logits by log-softmax, for greedy and beam search
+(pipeline/search.py); each file says why.
 They are built as one extension with ``torch.utils.cpp_extension.load`` (g++ with OpenMP;
 about a minute, once per machine: the build is cached under ``TORCH_EXTENSIONS_DIR``, by
 default ``~/.cache/torch_extensions``) for this CPU (``-march=native``; the cache name
@@ -15,7 +17,7 @@ one build per kind of CPU).
 Where they cannot be built (no compiler) the model falls back to the same computation in
 torch ops, with one warning; ``use_cpu_kernels(False)`` (the ``cpu_kernels`` key of the
 train/evaluate/translate/align configs) turns them off.  The two paths agree to float
-rounding (tests/unit/test_cpu_kernels.py, test_recurrence.py, test_loss.py).
+rounding (tests/unit/test_cpu_kernels.py, test_recurrence.py, test_loss.py, test_search.py).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ log = logging.getLogger(__name__)
 KERNELS = Path(__file__).with_name("kernels")
 SOURCES = [
     KERNELS / name
-    for name in ("bindings.cpp", "additive_attention.cpp", "gru_cell.cpp", "smoothed_cross_entropy.cpp")
+    for name in (
+        "bindings.cpp", "additive_attention.cpp", "gru_cell.cpp", "smoothed_cross_entropy.cpp", "top_log_probs.cpp"
+    )
 ]
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # -ffast-math: glibc's vectorised tanhf
 

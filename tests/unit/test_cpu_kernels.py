@@ -165,6 +165,59 @@ def test_cross_entropy_kernel_rejects_a_target_out_of_range(kernel):
         kernel.smoothed_cross_entropy(torch.zeros(2, 7), torch.tensor([0, 7]), 0.1, None, True)
 
 
+def _top_log_probs_reference(logits, forced, k, banned=(0, 1), forced_token=2):
+    """The specification: fp32 log-softmax over all tokens, banned ids and (in forced rows) all
+    but forced_token set to -inf, every token sorted by value descending then id ascending."""
+    lp = torch.log_softmax(logits.float(), -1)
+    lp[:, list(banned)] = float("-inf")
+    lp[forced] = torch.where(torch.arange(lp.shape[1]) == forced_token, lp[forced], float("-inf"))
+    order = torch.arange(lp.shape[1]).expand_as(lp)
+    values, pos = lp.sort(dim=-1, descending=True, stable=True)
+    return values[:, :k], order.gather(1, pos)[:, :k]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_top_log_probs_kernel_equals_the_specification(kernel, dtype, k, threads):
+    """Values and ids of the k best tokens per row, with ties (logits on a coarse grid, so many
+    equal values: the lower id must come first), a model's own -inf entries, banned ids (PAD,
+    BOS) and forced rows that may only end."""
+    g = torch.Generator().manual_seed(5)
+    n, vocab = 23, 301
+    logits = (torch.randint(-6, 7, (n, vocab), generator=g) * 0.5).to(dtype)
+    logits[3, 50:] = float("-inf")
+    logits[4, 1] = 10.0  # the best token is banned (BOS)
+    forced = torch.zeros(n, dtype=torch.bool)
+    forced[[2, 7]] = True
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        values, ids = kernel.top_log_probs(logits, k, [0, 1], forced, 2)
+    finally:
+        torch.set_num_threads(before)
+    want_values, want_ids = _top_log_probs_reference(logits, forced, k)
+    torch.testing.assert_close(values, want_values, atol=1e-5, rtol=1e-6)
+    finite = torch.isfinite(want_values)
+    assert torch.equal(ids[finite], want_ids[finite])
+    assert (values[2, 1:] == float("-inf")).all() and (ids[2, 0] == 2)
+
+
+def test_top_log_probs_kernel_fills_missing_candidates_with_minus_infinity(kernel):
+    """Fewer allowed tokens than k (a tiny vocabulary, or a forced row): the rest are -inf with
+    distinct ids, so that the beam search can rank and drop them."""
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0, 0.0]])
+    values, ids = kernel.top_log_probs(logits, 5, [0, 1], torch.tensor([False, True]), 2)
+    lp = torch.log_softmax(logits, -1)
+    torch.testing.assert_close(values[0, :3], lp[0, [4, 3, 2]])
+    assert ids[0, :3].tolist() == [4, 3, 2] and (values[0, 3:] == float("-inf")).all()
+    assert ids[1, 0] == 2 and values[1, 0] == pytest.approx(float(lp[1, 2]))
+    assert (values[1, 1:] == float("-inf")).all()
+    assert sorted(ids[0].tolist()) == sorted(ids[1].tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="k=6 not in"):
+        kernel.top_log_probs(logits, 6, [0, 1], None, 2)
+
+
 def test_a_failed_build_falls_back_to_torch_ops_with_one_warning(monkeypatch, caplog):
     """No compiler: one warning naming the cause and the key that silences it, then the torch-ops
     path, whose results the kernels are tested against above."""

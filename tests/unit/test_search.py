@@ -18,6 +18,7 @@ from torch import nn
 
 from pipeline.batching import collate
 from pipeline.config import DecodeConfig, Strategy
+from pipeline.model.cpu_kernels import use_cpu_kernels
 from pipeline.search import (
     Hypothesis,
     beam_search,
@@ -29,13 +30,17 @@ from pipeline.search import (
 from pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: intra-op threads only add sync cost, which explodes (10x here)
-    when other processes compete for the 2 cores.  Restored afterwards."""
+@pytest.fixture(autouse=True, params=[True, False], ids=["cpu kernels", "torch ops"])
+def _search_paths(request):
+    """Every test runs twice: with the fused CPU kernels (the search's top-k step and the model's
+    recurrences) and with the torch ops they replace.  One thread: these tensors are tiny, and
+    intra-op threads only add sync cost, which explodes (10x here) when other processes compete
+    for the 2 cores.  Both settings are restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    use_cpu_kernels(request.param)
     yield
+    use_cpu_kernels(True)
     torch.set_num_threads(before)
 
 
@@ -403,22 +408,10 @@ def tiny_model_config(attention: bool = True):
     )
 
 
-@pytest.mark.parametrize("cpu_kernels", [True, False])
 @pytest.mark.parametrize("attention", [True, False])
-def test_real_model_paths_match_teacher_forcing(attention: bool, cpu_kernels: bool) -> None:
+def test_real_model_paths_match_teacher_forcing(attention: bool) -> None:
     """Untrained real Seq2Seq: beam 1 == greedy; every n-best hypothesis's log-prob and
-    attention equal what teacher-forced ``model.forward`` gives for its own tokens; with the
-    fused CPU attention kernel (search and teacher forcing) and with torch ops."""
-    from pipeline.model.cpu_kernels import use_cpu_kernels
-
-    use_cpu_kernels(cpu_kernels)
-    try:
-        _check_paths_match_teacher_forcing(attention)
-    finally:
-        use_cpu_kernels(True)
-
-
-def _check_paths_match_teacher_forcing(attention: bool) -> None:
+    attention equal what teacher-forced ``model.forward`` gives for its own tokens."""
     from pipeline.model.seq2seq import build_model
 
     torch.manual_seed(0)
