@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One lever's speed ratio, measured by on/off pairs of training steps in one process.
 
-    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel [--precision bf16] [--reps 6]
+    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|mixed_gemm [--precision bf16] [--reps 6]
 
 This machine is shared and its speed drifts by 10-30% within minutes, which swamps a lever of a
 few percent when the two variants run in separate processes (``bench_ab.py``) or even in
@@ -10,7 +10,8 @@ on and once off (the order alternating), so both halves of a pair see the same m
 the figure is the median over pairs of t_off / t_on (> 1: the lever is faster), with quartiles.
 
 Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the torch ops
-(``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py).
+(``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py);
+``mixed_gemm``, only the loss's bf16 -> float32 weight-gradient GEMM (pipeline/model/mixed_gemm.py).
 Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens).
 """
 
@@ -31,6 +32,7 @@ import pipeline.model.loss as loss_module  # noqa: E402
 from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels  # noqa: E402
+from pipeline.model.mixed_gemm import add_transposed_product  # noqa: E402
 from pipeline.prepare import prepare  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
 
@@ -42,7 +44,14 @@ def _loss_kernel(on: bool) -> None:
     loss_module.cpu_kernels = cpu_kernels if on else (lambda device: None)
 
 
-SWITCHES = {"cpu_kernels": use_cpu_kernels, "loss_kernel": _loss_kernel}
+def _mixed_gemm(on: bool) -> None:
+    def torch_ops(acc, a, b):
+        acc += (a.t() @ b).to(acc.dtype)
+
+    loss_module.add_transposed_product = add_transposed_product if on else torch_ops
+
+
+SWITCHES = {"cpu_kernels": use_cpu_kernels, "loss_kernel": _loss_kernel, "mixed_gemm": _mixed_gemm}
 
 
 def main() -> None:

@@ -18,8 +18,9 @@ so bf16 training keeps an fp32 loss and softmax.
 
 On the CPU that per-chunk step (loss, gradient over the logits in place, its column sums
 for ∂b) is one C++ kernel, kernels/smoothed_cross_entropy.cpp, which reads each row once
-(a bf16 training step x1.10-1.12, docs/performance.md); elsewhere, or without a compiler,
-:func:`_smoothed_cross_entropy` does it in torch ops.  Both agree to float rounding
+(a bf16 training step x1.10-1.12, docs/performance.md), and the bf16 weight gradient of each
+chunk is added into its float32 sum by one MKL GEMM (pipeline/model/mixed_gemm.py); elsewhere,
+or without a compiler, :func:`_smoothed_cross_entropy` does it in torch ops.  Both agree to float rounding
 (tests/unit/test_loss.py runs each).
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.model.cpu_kernels import cpu_kernels
+from pipeline.model.mixed_gemm import add_transposed_product
 
 LINEAR_CHUNK_ROWS = 256  # rows of the fused output layer per chunk: [256, V] logits, 8 MB of fp32 at V = 8000
 
@@ -70,6 +72,8 @@ class _LinearSmoothedCrossEntropy(torch.autograd.Function):
                     torch.mm(g, w, out=dxs[chunk])
                     if g.dtype == dw.dtype:  # fp32: accumulate inside the GEMM, no [V, R] temporary
                         dw.addmm_(g.t(), x_c)
+                    elif kernels is not None:  # bf16 on the CPU: the same, by MKL (mixed_gemm.py)
+                        add_transposed_product(dw, g, x_c)
                     else:
                         dw += (g.t() @ x_c).float()
         total = total.float()
