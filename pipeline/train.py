@@ -35,7 +35,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from pipeline.allocator import keep_freed_memory
+from pipeline.allocator import keep_freed_memory, release_free_memory
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
 from pipeline.config import ModelConfig, Precision, TrainAppConfig, as_plain_dict, to_object
@@ -468,6 +468,8 @@ class Trainer:
 
     def _validate(self, scheduled: bool) -> ValResult:
         p = self.progress
+        if self.tcfg.keep_freed_memory and self.device.type == "cpu":
+            release_free_memory()  # decoding's blocks would otherwise come on top of training's kept ones
         res = validate(
             self.model,
             self.data.splits["val"],

@@ -17,7 +17,7 @@
   runs/full/bahdanau/checkpoints/best.pt, written by ``scripts/compare.sh full``, when present);
 * padding fraction of the training batches, peak RSS (the whole run's, and each phase's where
   Linux lets the peak be reset: setup, training, decoding, and the RSS that decoding starts
-  from) and the git commit.
+  from once the free memory training kept is handed back) and the git commit.
 
 The machine is shared and noisy: compare variants by ratios from one run, not across runs.
 """
@@ -37,7 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.allocator import keep_freed_memory  # noqa: E402
+from pipeline.allocator import keep_freed_memory, release_free_memory  # noqa: E402
 from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
 from pipeline.config import (  # noqa: E402
     AttentionPlacement,
@@ -222,7 +222,9 @@ def main() -> None:
             mfu[name][precision] = tok_s * fpt / (peak[precision] * 1e9)
             flops_per_token[name] = fpt
     first_sight, _ = train_throughput(data, attention, True, args.steps, 1, first_sight=True)
-    rss["train"], rss["before_decode"] = phase_peak_rss_mb(), _vm_mb("VmRSS")
+    rss["train"] = phase_peak_rss_mb()
+    release_free_memory()  # as the trainer does before validation
+    rss["before_decode"] = _vm_mb("VmRSS")
     decode = decode_throughput(args.checkpoint, 1) if args.checkpoint.exists() else None
     rss["decode"] = phase_peak_rss_mb() if decode else None
     whole_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # reset with VmHWM, where it was
@@ -235,8 +237,9 @@ def main() -> None:
         "decode_sentences_per_s": decode,
         "padding_fraction": train_padding(data.splits["train"], BatchConfig()),
         "peak_rss_mb": max([whole_run] + [v for k, v in rss.items() if v and k != "before_decode"]),
-        # per phase: training keeps its freed memory for reuse (train.keep_freed_memory), so the
-        # decoding phase starts from the RSS the training runs left ("before_decode")
+        # per phase: training keeps its freed memory for reuse (train.keep_freed_memory) and hands
+        # it back before decoding, as the trainer does before validation; "before_decode" is the
+        # RSS decoding starts from
         "peak_rss_mb_by_phase": rss,
         "commit": git_commit(),
         "settings": {
