@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pipeline.model.loss as loss_module  # noqa: E402
+import pipeline.model.mixed_gemm as mixed_gemm  # noqa: E402
 from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels  # noqa: E402
-from pipeline.model.mixed_gemm import add_transposed_product  # noqa: E402
 from pipeline.prepare import prepare  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
 
@@ -45,12 +45,11 @@ def _loss_kernel(on: bool) -> None:
 
 
 def _mixed_gemm(on: bool) -> None:
-    def torch_ops(acc, a, b):
-        acc += (a.t() @ b).to(acc.dtype)
-
-    loss_module.add_transposed_product = add_transposed_product if on else torch_ops
+    """Off: mixed_gemm's own torch-ops path, as where MKL's routine is missing."""
+    mixed_gemm._mkl_gemm_bf16bf16f32 = _mkl_gemm if on else (lambda: None)
 
 
+_mkl_gemm = mixed_gemm._mkl_gemm_bf16bf16f32
 SWITCHES = {"cpu_kernels": use_cpu_kernels, "loss_kernel": _loss_kernel, "mixed_gemm": _mixed_gemm}
 
 
