@@ -41,14 +41,14 @@ from pipeline.alignment import (
 )
 from pipeline.batching import collate
 from pipeline.checkpoint import Restored
-from pipeline.config import AlignAppConfig, AlignTarget, Level, Precision
+from pipeline.config import AlignAppConfig, AlignTarget, Level
 from pipeline.errors import UserError
 from pipeline.evaluate import decode_tag, read_inputs
 from pipeline.files import write_atomic
 from pipeline.gallery import gallery_html
 from pipeline.plots import save_heatmap
+from pipeline.precision import autocast_for, use_bf16
 from pipeline.translate import load_model, translate_texts
-from pipeline.validation import autocast_for
 
 EOS_LABEL = "</s>"
 
@@ -117,7 +117,7 @@ def align_sentences(
 ) -> list[Aligned]:
     """Attention of each selected sentence, merged to words."""
     tok = restored.tokenizer
-    bf16 = Precision(cfg.precision) is Precision.bf16
+    bf16 = use_bf16(cfg.precision, restored.device)
     src_enc = tok.src.encode_with_surfaces([srcs[i] for i in ids])
     src_ids = [ids_ for ids_, _, _ in src_enc]
     if _target(cfg, refs) is AlignTarget.ref:

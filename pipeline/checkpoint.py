@@ -117,6 +117,11 @@ class Restored:
     step: int
     path: Path
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters live."""
+        return next(self.model.parameters()).device
+
 
 def restore(path: str | Path, device: torch.device | str = "cpu") -> Restored:
     """Rebuild the model (in eval mode) and the tokenizer from one checkpoint file."""

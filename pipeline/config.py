@@ -111,6 +111,7 @@ class ReadoutState(str, Enum):
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
+    auto = "auto"  # bf16 where the device multiplies bf16 natively, else fp32 (pipeline/precision.py)
 
 
 class Strategy(str, Enum):
@@ -206,7 +207,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"
     threads: Optional[int] = at_least(None, 1)
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision.auto
     cpu_kernels: bool = True
     lr: float = positive(1e-3)
     warmup_steps: int = at_least(0, 0)

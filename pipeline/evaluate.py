@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Precision, Split, Strategy, to_object
+from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Split, Strategy, to_object
 from pipeline.data import load_corpus, read_lines
 from pipeline.errors import UserError
 from pipeline.files import write_atomic
 from pipeline.metrics import score_corpus
+from pipeline.precision import use_bf16
 from pipeline.translate import load_model, translate_texts
 
 
@@ -114,7 +115,7 @@ def evaluate(cfg: EvaluateAppConfig) -> dict:
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.cpu_kernels)
     stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
     assert refs is not None
-    result = translate_texts(restored, srcs, cfg.decode, Precision(cfg.precision) == Precision.bf16)
+    result = translate_texts(restored, srcs, cfg.decode, use_bf16(cfg.precision, restored.device))
     scores = score_corpus(result.texts, refs, n_bootstrap=cfg.n_bootstrap)
     report = {
         "bleu": scores["bleu"],

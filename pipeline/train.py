@@ -38,7 +38,7 @@ from tqdm import tqdm
 from pipeline.allocator import keep_freed_memory, release_free_memory
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
-from pipeline.config import ModelConfig, Precision, TrainAppConfig, as_plain_dict, to_object
+from pipeline.config import ModelConfig, TrainAppConfig, as_plain_dict, to_object
 from pipeline.data import column_array, release_mapped_pages
 from pipeline.distributed import (
     all_max,
@@ -57,10 +57,11 @@ from pipeline.model import build_model
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels
 from pipeline.onednn import set_primitive_cache_capacity
 from pipeline.plots import heatmap_figure
+from pipeline.precision import autocast_for, precision_name, use_bf16
 from pipeline.prepare import PreparedData, prepare
 from pipeline.runlog import RunLog
 from pipeline.schedule import PlateauWarmup
-from pipeline.validation import ValResult, autocast_for, validate
+from pipeline.validation import ValResult, validate
 
 # Config sections that must match between a checkpoint and the command resuming it.
 RESUME_MUST_MATCH = ("model", "batch", "data.source", "data.src_lang", "data.tgt_lang", "train.seed")
@@ -111,8 +112,8 @@ def git_commit() -> str:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def run_manifest(device: torch.device, dataset_fingerprint: str, seed: int) -> dict:
-    """What a reader needs to reproduce or trust a run: code, data, seed, software, hardware."""
+def run_manifest(device: torch.device, dataset_fingerprint: str, seed: int, bf16: bool) -> dict:
+    """What a reader needs to reproduce or trust a run: code, data, seed, software, hardware, arithmetic."""
     return {
         "git_commit": git_commit(),
         "dataset_fingerprint": dataset_fingerprint,
@@ -122,6 +123,7 @@ def run_manifest(device: torch.device, dataset_fingerprint: str, seed: int) -> d
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "precision": precision_name(bf16),  # train.precision=auto resolved on this device
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -232,7 +234,7 @@ class Trainer:
         set_primitive_cache_capacity(self.tcfg.onednn_cache)  # before the first GEMM
         use_cpu_kernels(self.tcfg.cpu_kernels)
         cpu_kernels(self.device)  # built (or loaded) now, not inside the first timed step
-        self.bf16 = Precision(self.tcfg.precision) == Precision.bf16
+        self.bf16 = use_bf16(self.tcfg.precision, self.device)
         self.config_dict = as_plain_dict(cfg)
         seed_everything(self.tcfg.seed)
         if self.main:  # rank 0 builds the data cache, the others then read it
@@ -318,7 +320,7 @@ class Trainer:
         write_atomic(
             self.run_dir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False, allow_unicode=True)
         )
-        manifest = run_manifest(self.device, self.data.fingerprint, self.tcfg.seed)
+        manifest = run_manifest(self.device, self.data.fingerprint, self.tcfg.seed, self.bf16)
         write_atomic(self.run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
     def _resume(self) -> bool:

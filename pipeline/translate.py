@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.checkpoint import Restored, restore
-from pipeline.config import DecodeConfig, Precision, TranslateAppConfig
+from pipeline.config import DecodeConfig, TranslateAppConfig
 from pipeline.data import read_lines
 from pipeline.model.cpu_kernels import use_cpu_kernels
+from pipeline.precision import autocast_for, use_bf16
 from pipeline.search import Hypothesis, decode_sequences
 from pipeline.train import resolve_device
-from pipeline.validation import autocast_for
 
 
 @dataclass
@@ -53,7 +53,7 @@ def translate(cfg: TranslateAppConfig) -> None:
     """Read sentences from ``cfg.input`` or stdin, write translations to stdout."""
     texts = read_lines(cfg.input) if cfg.input else [line.rstrip("\r\n") for line in sys.stdin]
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.cpu_kernels)
-    result = translate_texts(restored, texts, cfg.decode, Precision(cfg.precision) == Precision.bf16)
+    result = translate_texts(restored, texts, cfg.decode, use_bf16(cfg.precision, restored.device))
     sys.stdout.write("".join(f"{t}\n" for t in result.texts))
     sys.stdout.flush()
 

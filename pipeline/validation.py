@@ -11,7 +11,6 @@ parks its attention there).
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import datasets
@@ -22,6 +21,7 @@ from pipeline.batching import BucketBatchSampler, collate
 from pipeline.config import DecodeConfig
 from pipeline.data import column_array
 from pipeline.metrics import score_corpus
+from pipeline.precision import autocast_for
 from pipeline.search import Hypothesis, decode_sequences
 from pipeline.tokenizer import PAD_ID, Tokenizer
 
@@ -50,11 +50,6 @@ class ValResult:
         if self.attn_entropy is not None:
             out.update(attn_entropy=self.attn_entropy, attn_eos_mass=self.attn_eos_mass)
         return out
-
-
-def autocast_for(device: torch.device, bf16: bool):
-    """bf16 autocast on the model's device, or nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 @torch.no_grad()

@@ -1,0 +1,64 @@
+"""train.precision=auto: bf16 exactly where the device multiplies bf16 natively."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.config import Precision
+from pipeline.precision import autocast_for, native_bf16, use_bf16
+
+CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("precision", ["fp32", Precision.fp32])
+def test_fp32_is_never_bf16(precision):
+    assert not use_bf16(precision, CPU) and not use_bf16(precision, CUDA)
+
+
+def test_bf16_is_bf16_even_without_native_support(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert use_bf16("bf16", CPU)
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [(True, True, True), (True, False, True), (False, True, True), (False, False, False)],
+)
+def test_auto_on_the_cpu_follows_its_bf16_instructions(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert use_bf16("auto", CPU) is expected
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_on_cuda_ignores_emulated_bf16(monkeypatch, native):
+    asked = {}
+
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        asked["emulation"] = including_emulation
+        return native
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert use_bf16(Precision.auto, CUDA) is native
+    assert asked["emulation"] is False
+
+
+def test_auto_matches_this_machine():
+    flags = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert native_bf16(CPU) is flags
+
+
+def test_unknown_precision_fails():
+    with pytest.raises(ValueError):
+        use_bf16("fp16", CPU)
+
+
+def test_autocast_for_runs_products_in_bf16_only_when_asked():
+    a = torch.randn(4, 8)
+    with autocast_for(CPU, True):
+        assert (a @ a.T).dtype == torch.bfloat16
+    with autocast_for(CPU, False):
+        assert (a @ a.T).dtype == torch.float32
