@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One lever's speed ratio, measured by on/off pairs of training steps in one process.
 
-    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|mixed_gemm [--precision bf16] [--reps 6]
+    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|mixed_gemm|state_grad_f32 [--precision bf16]
+                                   [--reps 6]
 
 This machine is shared and its speed drifts by 10-30% within minutes, which swamps a lever of a
 few percent when the two variants run in separate processes (``bench_ab.py``) or even in
@@ -11,7 +12,9 @@ the figure is the median over pairs of t_off / t_on (> 1: the lever is faster), 
 
 Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the torch ops
 (``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py);
-``mixed_gemm``, only the loss's bf16 -> float32 weight-gradient GEMM (pipeline/model/mixed_gemm.py).
+``mixed_gemm``, MKL's bf16 GEMMs with float32 accumulation (pipeline/model/mixed_gemm.py: the loss's
+weight gradient and the recurrences' ∂s); ``state_grad_f32``, only the bf16 recurrences' backward
+carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py).
 Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens).
 """
 
@@ -30,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 import pipeline.model.loss as loss_module  # noqa: E402
 import pipeline.model.mixed_gemm as mixed_gemm  # noqa: E402
+import pipeline.model.recurrence as recurrence  # noqa: E402
 from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels  # noqa: E402
@@ -49,8 +53,18 @@ def _mixed_gemm(on: bool) -> None:
     mixed_gemm._mkl_gemm_bf16bf16f32 = _mkl_gemm if on else (lambda: None)
 
 
+def _state_grad_f32(on: bool) -> None:
+    recurrence._carry_state_gradient_in_f32 = _carry if on else (lambda *args: False)
+
+
 _mkl_gemm = mixed_gemm._mkl_gemm_bf16bf16f32
-SWITCHES = {"cpu_kernels": use_cpu_kernels, "loss_kernel": _loss_kernel, "mixed_gemm": _mixed_gemm}
+_carry = recurrence._carry_state_gradient_in_f32
+SWITCHES = {
+    "cpu_kernels": use_cpu_kernels,
+    "loss_kernel": _loss_kernel,
+    "mixed_gemm": _mixed_gemm,
+    "state_grad_f32": _state_grad_f32,
+}
 
 
 def main() -> None:

@@ -1,13 +1,16 @@
-"""``acc += aᵀ b`` with bf16 inputs accumulated straight into a float32 matrix, on the CPU.
+"""``acc += aᵀ b`` and ``acc += a b`` with bf16 inputs accumulated straight into a float32 matrix, on the CPU.
 
 Why: the fused loss (pipeline/model/loss.py) adds each chunk's output-layer weight gradient
 gᵀ x [V, R] into a float32 accumulator.  In torch ops that is a bf16 GEMM, then a cast of its
 [V, R] result to float32, then an add: three passes over an 8 MB matrix per chunk, ~15
 chunks a step.  MKL's ``cblas_gemm_bf16bf16f32`` multiplies bf16 inputs with float32
 accumulation and adds into a float32 C in one call (1.65 vs 2.43 ms per chunk), and its sum
-is no longer rounded to bf16 once per chunk.  torch's CPU builds for x86-64 link MKL into
-libtorch_cpu and export that symbol; where it is missing (other builds, other platforms) or
-fails its one self-test, :func:`add_transposed_product` runs the torch ops instead.
+is no longer rounded to bf16 once per chunk.  The bf16 recurrences' backward pass
+(pipeline/model/recurrence.py) carries the state's gradient ∂s in float32 and adds each step's
+∂gh W_hh into it with :func:`add_product`: for the encoder's [B, 768] x [768, 256] that is
+~0.15 ms against oneDNN's ~0.30 ms for the bf16 ``addmm``, ~90 times a step.  torch's CPU
+builds for x86-64 link MKL into libtorch_cpu and export that symbol; where it is missing (other
+builds, other platforms) or fails its one self-test, both functions run torch ops instead.
 """
 
 from __future__ import annotations
@@ -52,15 +55,21 @@ def _self_test(fn) -> bool:
     return torch.allclose(acc, 1 + a.float().t() @ b.float(), atol=1e-5, rtol=1e-5)
 
 
-def _call(fn, acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    (k, m), n = a.shape, b.shape[1]
-    fn(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, 1.0, a.data_ptr(), m, b.data_ptr(), n, 1.0, acc.data_ptr(), n)
+def _call(fn, acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, transpose_a: bool = True) -> None:
+    """acc += op(a) b, all row-major and contiguous; op(a) = aᵀ or a."""
+    m, n = acc.shape
+    k = a.shape[0] if transpose_a else a.shape[1]
+    op_a = _TRANS if transpose_a else _NO_TRANS
+    fn(_ROW_MAJOR, op_a, _NO_TRANS, m, n, k, 1.0, a.data_ptr(), a.shape[1], b.data_ptr(), n, 1.0, acc.data_ptr(), n)
 
 
-def add_transposed_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """``acc += aᵀ b`` for acc [M, N] float32 and a [K, M], b [K, N] bf16 (float32 accumulation)."""
-    if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0] or acc.shape != (a.shape[1], b.shape[1]):
-        raise ValueError(f"add_transposed_product: acc {tuple(acc.shape)} != a {tuple(a.shape)}ᵀ b {tuple(b.shape)}")
+def mkl_available() -> bool:
+    """Whether MKL's bf16 GEMM with float32 accumulation is there (and passed its self-test)."""
+    return _mkl_gemm_bf16bf16f32() is not None
+
+
+def _usable(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+    """MKL's function when it can run this product in place, else None."""
     fn = _mkl_gemm_bf16bf16f32() if acc.device.type == "cpu" else None
     usable = (
         fn is not None
@@ -69,7 +78,26 @@ def add_transposed_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
         and all(t.is_contiguous() for t in (acc, a, b))
         and max(acc.numel(), a.numel(), b.numel()) <= _INT32_MAX
     )
-    if usable:
+    return fn if usable else None
+
+
+def add_transposed_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``acc += aᵀ b`` for acc [M, N] float32 and a [K, M], b [K, N] bf16 (float32 accumulation)."""
+    if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0] or acc.shape != (a.shape[1], b.shape[1]):
+        raise ValueError(f"add_transposed_product: acc {tuple(acc.shape)} != a {tuple(a.shape)}ᵀ b {tuple(b.shape)}")
+    fn = _usable(acc, a, b)
+    if fn is not None:
         _call(fn, acc, a, b)
     else:
         acc += (a.t() @ b).to(acc.dtype)
+
+
+def add_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``acc += a b`` for acc [M, N] float32 and a [M, K], b [K, N] bf16 (float32 accumulation)."""
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or acc.shape != (a.shape[0], b.shape[1]):
+        raise ValueError(f"add_product: acc {tuple(acc.shape)} != a {tuple(a.shape)} b {tuple(b.shape)}")
+    fn = _usable(acc, a, b)
+    if fn is not None:
+        _call(fn, acc, a, b, transpose_a=False)
+    else:
+        acc += (a @ b).to(acc.dtype)

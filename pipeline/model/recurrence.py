@@ -28,7 +28,9 @@ then already holds W_ic c, or is W_ih x_t + b_ih of the encoder layer).  The for
 computes the operations of the step-by-step path (:meth:`Decoder.step`), so fp32 outputs
 agree to float rounding, and so do the gradients with autograd's
 (tests/unit/test_recurrence.py).  All tensors must be in one compute dtype
-(bf16 under autocast), except the attention weights and the softmax, which are float32.
+(bf16 under autocast), except the attention weights and the softmax, which are float32, and,
+in the bf16 backward on the CPU, the state's gradient ∂s_i, carried through the steps in
+float32 (:func:`_carry_state_gradient_in_f32`).
 
 On the CPU two pieces of each step run as compiled kernels (pipeline/model/cpu_kernels.py):
 the additive score, softmax and context (one object per score kind below holds its
@@ -41,6 +43,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.model.cpu_kernels import cpu_kernels
+from pipeline.model.mixed_gemm import add_product, mkl_available
 
 ADDITIVE, DOT, STATIC = "additive", "dot", "static"
 
@@ -213,8 +216,9 @@ class _GruRecurrence(torch.autograd.Function):
                 d_c_all = d_c_all.to(dt)
                 d_ctx = s_all.new_empty(t_len, b, states.shape[2])
                 score.start_backward()
-            ds = d_s_all[t_len].clone()
             cell = _cell_kernels(s_all)
+            carry_f32 = _carry_state_gradient_in_f32(cell, dt, score)
+            ds = d_s_all[t_len].to(torch.float32 if carry_f32 else dt, copy=True)
             for i in reversed(range(t_len)):
                 if cell is not None:  # pipeline/model/kernels/gru_cell.cpp
                     ds_prev = torch.empty_like(ds)
@@ -226,8 +230,12 @@ class _GruRecurrence(torch.autograd.Function):
                     dc = torch.addmm(d_c_all[i], d_gi[i], w_ic)  # ∂c_i: from gi and from the readout
                     d_ctx[i] = dc
                     ds = score.backward(i, a_all[i], dc, d_gq[i, :, 3 * hd :], ds)
-                ds = torch.addmm(ds, d_gq[i], w_q)
+                if carry_f32:
+                    add_product(ds, d_gq[i], w_q)  # float32 += bf16 x bf16, by MKL
+                else:
+                    ds = torch.addmm(ds, d_gq[i], w_q)
                 ds += d_s_all[i]
+            ds = ds.to(dt)
             flat_gq, flat_s = d_gq.flatten(0, 1), s_all[:t_len].flatten(0, 1)
             s_one = torch.cat([flat_s, flat_s.new_ones(flat_s.shape[0], 1)], 1)  # [s_{i-1} ; 1]: ∂b_q in the GEMM
             d_wb = flat_gq.t() @ s_one
@@ -238,6 +246,14 @@ class _GruRecurrence(torch.autograd.Function):
                 grads["keys"], grads["v"] = score.grads(s_all, (keys.dtype, None if v is None else v.dtype))
         names = ("gi", "s0", "w_q", "b_q", "w_ic", "keys", "states", "mask", "v")
         return (*(grads.get(name) for name in names), None, None, None)
+
+
+def _carry_state_gradient_in_f32(cell, dtype, score) -> bool:
+    """Whether the bf16 backward carries ∂s_i in float32: with the cell kernel (which reads and
+    writes it so) and MKL's mixed GEMM (which adds ∂gh_i W_q into it, ~2x oneDNN's bf16 ``addmm``
+    at the encoder's sizes, pipeline/model/mixed_gemm.py).  ∂s then sums its T contributions
+    without a bf16 rounding per step.  The dot scores add their own bf16 term and keep bf16."""
+    return cell is not None and dtype == torch.bfloat16 and not isinstance(score, _DotScore) and mkl_available()
 
 
 def _cell_kernels(like):

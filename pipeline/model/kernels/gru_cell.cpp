@@ -56,20 +56,24 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& gh, const at::Tensor& 
   });
 }
 
-template <typename T>
+// T: the dtype of the saved activations and of d_gi / d_gh; D: that of ds and ds_prev (T, or
+// float32 when the caller carries the state's gradient through the steps in float32).
+template <typename T, typename D>
 void backward_impl(const at::Tensor& ds, const at::Tensor& s_prev, const at::Tensor& rz, const at::Tensor& n,
                    const at::Tensor& ghn, at::Tensor& d_gi, at::Tensor& d_gh, at::Tensor& ds_prev) {
   const int64_t B = s_prev.size(0), H = s_prev.size(1);
-  const T *DS = ds.data_ptr<T>(), *S = s_prev.data_ptr<T>(), *RZ = rz.data_ptr<T>(), *N = n.data_ptr<T>(),
-          *GHN = ghn.data_ptr<T>();
-  T *DGI = d_gi.data_ptr<T>(), *DGH = d_gh.data_ptr<T>(), *DSP = ds_prev.data_ptr<T>();
+  const D* DS = ds.data_ptr<D>();
+  const T *S = s_prev.data_ptr<T>(), *RZ = rz.data_ptr<T>(), *N = n.data_ptr<T>(), *GHN = ghn.data_ptr<T>();
+  T *DGI = d_gi.data_ptr<T>(), *DGH = d_gh.data_ptr<T>();
+  D* DSP = ds_prev.data_ptr<D>();
   const int64_t ds_row = ds.stride(0), s_row = s_prev.stride(0), rz_row = rz.stride(0), n_row = n.stride(0),
                 ghn_row = ghn.stride(0), dgi_row = d_gi.stride(0), dgh_row = d_gh.stride(0), dsp_row = ds_prev.stride(0);
   at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const T *dsb = DS + b * ds_row, *sb = S + b * s_row, *rzb = RZ + b * rz_row, *nb = N + b * n_row,
-              *ghnb = GHN + b * ghn_row;
-      T *dgib = DGI + b * dgi_row, *dghb = DGH + b * dgh_row, *dspb = DSP + b * dsp_row;
+      const D* dsb = DS + b * ds_row;
+      const T *sb = S + b * s_row, *rzb = RZ + b * rz_row, *nb = N + b * n_row, *ghnb = GHN + b * ghn_row;
+      T *dgib = DGI + b * dgi_row, *dghb = DGH + b * dgh_row;
+      D* dspb = DSP + b * dsp_row;
 #pragma omp simd
       for (int64_t k = 0; k < H; ++k) {
         const float d = load(dsb, k), r = load(rzb, k), z = load(rzb, H + k), nk = load(nb, k);
@@ -111,24 +115,28 @@ void gru_cell_forward(const at::Tensor& gi, const at::Tensor& gh, const at::Tens
 
 // Given d s [B, H]: fills d_gi [B, 3H], the first 3H columns of d_gh, and ds_prev [B, H] with the
 // part of d s_prev that flows through the update gate (z * d s; the part through W_hh is the
-// caller's GEMM).
+// caller's GEMM).  ds and ds_prev may be float32 while the rest is bf16: the recurrence then
+// carries the state's gradient through the steps without rounding it to bf16 at each one.
 void gru_cell_backward(const at::Tensor& ds, const at::Tensor& s_prev, const at::Tensor& rz, const at::Tensor& n,
                        const at::Tensor& ghn, at::Tensor d_gi, at::Tensor d_gh, at::Tensor ds_prev) {
   const int64_t B = s_prev.size(0), H = s_prev.size(1);
   const auto dt = s_prev.scalar_type();
   TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, "gru_cell_backward: float32 or bfloat16");
-  check_rows(ds, B, H, dt, "ds");
+  const auto dsdt = ds.scalar_type() == at::kFloat ? at::kFloat : dt;
+  check_rows(ds, B, H, dsdt, "ds");
   check_rows(s_prev, B, H, dt, "s_prev");
   check_rows(rz, B, 2 * H, dt, "rz");
   check_rows(n, B, H, dt, "n");
   check_rows(ghn, B, H, dt, "ghn");
   check_rows(d_gi, B, 3 * H, dt, "d_gi");
   check_rows(d_gh, B, 3 * H, dt, "d_gh");
-  check_rows(ds_prev, B, H, dt, "ds_prev");
-  if (dt == at::kBFloat16)
-    backward_impl<at::BFloat16>(ds, s_prev, rz, n, ghn, d_gi, d_gh, ds_prev);
+  check_rows(ds_prev, B, H, dsdt, "ds_prev");
+  if (dt == at::kFloat)
+    backward_impl<float, float>(ds, s_prev, rz, n, ghn, d_gi, d_gh, ds_prev);
+  else if (dsdt == at::kFloat)
+    backward_impl<at::BFloat16, float>(ds, s_prev, rz, n, ghn, d_gi, d_gh, ds_prev);
   else
-    backward_impl<float>(ds, s_prev, rz, n, ghn, d_gi, d_gh, ds_prev);
+    backward_impl<at::BFloat16, at::BFloat16>(ds, s_prev, rz, n, ghn, d_gi, d_gh, ds_prev);
 }
 
 }  // namespace pipeline_kernels
