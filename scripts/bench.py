@@ -3,7 +3,9 @@
 
     python scripts/bench.py [--out bench.json] [--threads 2] [--checkpoint CKPT] [--steps 8] [--repeats 3]
 
-* matmul peak (fp32, bf16): a 2048^3 matrix product, median of repeats;
+* matmul peak (fp32, bf16): a 2048^3 matrix product, median of repeats, read before and after
+  every model's training runs; the peak is the highest reading (a shared machine reads low while
+  another process runs, and one low reading once put the MFU above 100%), all readings in the JSON;
 * training throughput in target tokens/s (forward, backward, Adam step) of both models at
   the default sizes on real Multi30k train batches (the first batches of epoch 0), fp32 and
   bf16: the median over ``--repeats`` runs of ``--steps`` steps, after one warm-up run (the
@@ -11,7 +13,7 @@
   batches, never seen before in the process (the first epoch: oneDNN compiles a kernel for
   every new GEMM shape, see pipeline/onednn.py);
 * MFU: analytical FLOPs per target token (pipeline/flops.py states the formula) times
-  tokens/s, over the measured peak of the same precision;
+  tokens/s, over the peak of the same precision (the highest reading of the run);
 * decoding throughput (greedy and beam-5, sentences/s, fp32 and under bf16 autocast) on
   test_2016_flickr with a trained checkpoint (``--checkpoint``; default
   runs/full/bahdanau/checkpoints/best.pt, written by ``scripts/compare.sh full``, when present);
@@ -204,7 +206,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     set_primitive_cache_capacity(TrainConfig().onednn_cache)  # before this process's first GEMM, as in training
 
-    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    readings: dict[str, list[float]] = {"fp32": [], "bf16": []}
+
+    def read_peak() -> None:
+        for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            readings[precision].append(matmul_gflops(dtype))
+
+    read_peak()
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
     rss = {"setup": phase_peak_rss_mb()}
     tokens, mfu, flops_per_token = {}, {}, {}
@@ -214,13 +222,16 @@ def main() -> None:
         systems += [(score, attention, score, False) for score in ("dot", "general", "scaled_dot")]
         systems.append(("luong", attention, "general", True))
     for name, context, score, luong in systems:
-        tokens[name], mfu[name] = {}, {}
+        tokens[name] = {}
         for precision in ("fp32", "bf16"):
             bf16 = precision == "bf16"
             tok_s, fpt = train_throughput(data, context, bf16, args.steps, args.repeats, score, luong)
             tokens[name][precision] = tok_s
-            mfu[name][precision] = tok_s * fpt / (peak[precision] * 1e9)
             flops_per_token[name] = fpt
+        read_peak()
+    peak = {precision: max(values) for precision, values in readings.items()}
+    for name in tokens:
+        mfu[name] = {p: tokens[name][p] * flops_per_token[name] / (peak[p] * 1e9) for p in ("fp32", "bf16")}
     first_sight, _ = train_throughput(data, attention, True, args.steps, 1, first_sight=True)
     rss["train"] = phase_peak_rss_mb()
     release_free_memory()  # as the trainer does before validation
@@ -230,6 +241,7 @@ def main() -> None:
     whole_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # reset with VmHWM, where it was
     result = {
         "matmul_gflops": peak,
+        "matmul_gflops_readings": readings,
         "train_tokens_per_s": tokens,
         "train_tokens_per_s_first_sight": {"bahdanau": {"bf16": first_sight}},
         "mfu": mfu,
@@ -252,7 +264,10 @@ def main() -> None:
         },
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"matmul peak          fp32 {peak['fp32']:8.1f} GFLOP/s   bf16 {peak['bf16']:8.1f} GFLOP/s")
+    print(
+        f"matmul peak          fp32 {peak['fp32']:8.1f} GFLOP/s   bf16 {peak['bf16']:8.1f} GFLOP/s   (highest of "
+        f"{len(readings['fp32'])} readings; lowest {min(readings['fp32']):.0f} / {min(readings['bf16']):.0f})"
+    )
     for name in tokens:
         print(
             f"train {name:<9} fp32 {tokens[name]['fp32']:8.0f} tok/s (MFU {mfu[name]['fp32']:.1%})   "

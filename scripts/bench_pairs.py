@@ -3,6 +3,7 @@
 
     python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|mixed_gemm|state_grad_f32 [--precision bf16]
                                    [--reps 6]
+    python scripts/bench_pairs.py --switch bf16       # bf16 autocast (on) against fp32 (off): bf16's speed-up
 
 This machine is shared and its speed drifts by 10-30% within minutes, which swamps a lever of a
 few percent when the two variants run in separate processes (``bench_ab.py``) or even in
@@ -14,7 +15,9 @@ Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the to
 (``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py);
 ``mixed_gemm``, MKL's bf16 GEMMs with float32 accumulation (pipeline/model/mixed_gemm.py: the loss's
 weight gradient and the recurrences' ∂s); ``state_grad_f32``, only the bf16 recurrences' backward
-carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py).
+carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``bf16``, the precision
+itself (bf16 autocast vs fp32, ``--precision`` ignored): the bf16/fp32 ratio without the drift
+between bench.py's separately timed runs.
 Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens).
 """
 
@@ -69,14 +72,19 @@ SWITCHES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--switch", choices=sorted(SWITCHES), required=True)
+    parser.add_argument("--switch", choices=sorted([*SWITCHES, "bf16"]), required=True)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     parser.add_argument("--reps", type=int, default=6, help="passes over the 6 batches (pairs = 6 x reps)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     apply_training_settings()
-    switch, bf16 = SWITCHES[args.switch], args.precision == "bf16"
+    autocast = {"bf16": args.precision == "bf16"}
+
+    def precision_switch(on: bool) -> None:
+        autocast["bf16"] = on
+
+    switch = precision_switch if args.switch == "bf16" else SWITCHES[args.switch]
 
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
     torch.manual_seed(0)
@@ -86,7 +94,7 @@ def main() -> None:
 
     def step(b) -> float:
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast["bf16"]):
             loss_sum, _ = model(b.src, b.src_lens, b.tgt_in, b.tgt_out, label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         (loss_sum / int((b.tgt_out != PAD_ID).sum())).backward()
@@ -109,8 +117,9 @@ def main() -> None:
     switch(True)
     tokens = sum(int((b.tgt_out != PAD_ID).sum()) for b in batches) * args.reps
     q1, _, q3 = statistics.quantiles(ratios, n=4)
+    label = "bf16 (on) vs fp32 (off)" if args.switch == "bf16" else f"{args.precision} {args.switch}"
     print(
-        f"{args.precision} {args.switch}: on {tokens / t_on:.0f} tok/s, off {tokens / t_off:.0f} tok/s; "
+        f"{label}: on {tokens / t_on:.0f} tok/s, off {tokens / t_off:.0f} tok/s; "
         f"pair ratio off/on median {statistics.median(ratios):.3f} (quartiles {q1:.3f}-{q3:.3f}, {len(ratios)} pairs)"
     )
 
