@@ -16,7 +16,7 @@ real rows it computes the logits in cache, reduces them to the loss and turns th
 the gradient at once.  All softmax arithmetic is in float32 whatever the GEMMs' dtype,
 so bf16 training keeps an fp32 loss and softmax.
 
-On the CPU that per-chunk step (loss, gradient over the logits in place, its column sums
+On the CPU that per-chunk step (bias, loss, gradient over the logits in place, its column sums
 for ∂b) is one C++ kernel, kernels/smoothed_cross_entropy.cpp, which reads each row once
 (a bf16 training step x1.10-1.12, docs/performance.md), and the bf16 weight gradient of each
 chunk is added into its float32 sum by one MKL GEMM (pipeline/model/mixed_gemm.py); elsewhere,
@@ -49,8 +49,12 @@ class _LinearSmoothedCrossEntropy(torch.autograd.Function):
         rows = (target != ignore_index).nonzero().squeeze(1)  # padding rows: no loss, no gradient
         xs, ys = x.index_select(0, rows).to(compute_dtype), target.index_select(0, rows)
         w = weight.to(compute_dtype)
-        b = bias.to(compute_dtype) if bias is not None else None
         kernels = cpu_kernels(x.device) if compute_dtype in (torch.float32, torch.bfloat16) else None
+        b = b_f = None  # the bias: in the GEMM (torch ops), or added in float32 by the kernel
+        if bias is not None and kernels is not None:
+            b_f = bias.float().contiguous()
+        elif bias is not None:
+            b = bias.to(compute_dtype)
         total = torch.zeros((), dtype=torch.float64 if kernels else torch.float32, device=x.device)
         dxs = dw = db = None
         if need_grad:
@@ -63,7 +67,7 @@ class _LinearSmoothedCrossEntropy(torch.autograd.Function):
                 x_c, y_c = xs[chunk], ys[chunk]
                 logits = x_c @ w.t() if b is None else torch.addmm(b, x_c, w.t())
                 if kernels is not None:  # loss; gradient over the logits, in place; its column sums into db
-                    total += kernels.smoothed_cross_entropy(logits, y_c, smoothing, db, need_grad)
+                    total += kernels.smoothed_cross_entropy(logits, y_c, smoothing, db, need_grad, b_f)
                     g = logits
                 else:
                     loss, g = _smoothed_cross_entropy(logits, y_c, smoothing, db, need_grad)

@@ -146,12 +146,12 @@ def test_cross_entropy_kernel_equals_torch_ops(kernel, dtype, smoothing, threads
     torch.set_num_threads(threads)  # the column sums are added from per-thread partials
     try:
         untouched = logits.clone()
-        assert kernel.smoothed_cross_entropy(untouched, target, smoothing, None, False) == pytest.approx(
+        assert kernel.smoothed_cross_entropy(untouched, target, smoothing, None, False, None) == pytest.approx(
             ref.item(), rel=1e-6
         )
         assert torch.equal(untouched, logits)
         grad, d_bias = logits.clone(), torch.ones(vocab)
-        loss = kernel.smoothed_cross_entropy(grad, target, smoothing, d_bias, True)
+        loss = kernel.smoothed_cross_entropy(grad, target, smoothing, d_bias, True, None)
     finally:
         torch.set_num_threads(before)
     assert loss == pytest.approx(ref.item(), rel=1e-6)
@@ -160,9 +160,31 @@ def test_cross_entropy_kernel_equals_torch_ops(kernel, dtype, smoothing, threads
     torch.testing.assert_close(d_bias - 1, ref_in.grad.sum(0), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cross_entropy_kernel_adds_the_bias_in_float32(kernel, dtype):
+    """logits + bias, the bias added on the kernel's read (float32): the loss and gradient of
+    F.cross_entropy over (logits + bias), with the gradient still written over the logits."""
+    g = torch.Generator().manual_seed(5)
+    n, vocab = 19, 301
+    logits = (torch.randn(n, vocab, generator=g) * 3).to(dtype)
+    bias = torch.randn(vocab, generator=g) * 2
+    target = torch.randint(0, vocab, (n,), generator=g)
+    ref_in = (logits.float() + bias).requires_grad_()
+    ref = F.cross_entropy(ref_in, target, label_smoothing=0.1, reduction="sum")
+    ref.backward()
+    grad, d_bias = logits.clone(), torch.zeros(vocab)
+    loss = kernel.smoothed_cross_entropy(grad, target, 0.1, d_bias, True, bias)
+    assert loss == pytest.approx(ref.item(), rel=1e-6)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-5, rtol=2**-8)
+    torch.testing.assert_close(grad.float(), ref_in.grad, **tol)
+    torch.testing.assert_close(d_bias, ref_in.grad.sum(0), atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="bias \\[V\\] float32"):
+        kernel.smoothed_cross_entropy(logits.clone(), target, 0.1, None, False, bias[:-1])
+
+
 def test_cross_entropy_kernel_rejects_a_target_out_of_range(kernel):
     with pytest.raises(RuntimeError, match="target 7 not in"):
-        kernel.smoothed_cross_entropy(torch.zeros(2, 7), torch.tensor([0, 7]), 0.1, None, True)
+        kernel.smoothed_cross_entropy(torch.zeros(2, 7), torch.tensor([0, 7]), 0.1, None, True, None)
 
 
 def _top_log_probs_reference(logits, forced, k, banned=(0, 1), forced_token=2):

@@ -11,7 +11,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_cell_forward", &gru_cell_forward, "GRU gates and update of one step");
   m.def("gru_cell_backward", &gru_cell_backward, "their backward: fills d_gi, d_gh[:, :3H] and ds_prev");
   m.def("smoothed_cross_entropy", &smoothed_cross_entropy,
-        "label-smoothed cross-entropy of logits rows; optionally its gradient over the logits, column sums into d_bias");
+        "label-smoothed cross-entropy of logits rows (+ bias); optionally its gradient over the logits, column sums into "
+        "d_bias");
   m.def("top_log_probs", &top_log_probs,
         "the k best tokens of each row by log-softmax, sorted, ties to the lower id: (values, ids)");
 }

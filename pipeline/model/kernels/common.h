@@ -73,7 +73,8 @@ void gru_cell_backward(const at::Tensor& ds, const at::Tensor& s_prev, const at:
 
 // smoothed_cross_entropy.cpp
 double smoothed_cross_entropy(at::Tensor logits, const at::Tensor& target, double smoothing,
-                              const c10::optional<at::Tensor>& d_bias, bool write_grad);
+                              const c10::optional<at::Tensor>& d_bias, bool write_grad,
+                              const c10::optional<at::Tensor>& bias);
 
 // top_log_probs.cpp
 std::tuple<at::Tensor, at::Tensor> top_log_probs(const at::Tensor& logits, int64_t k, std::vector<int64_t> banned,
