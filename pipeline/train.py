@@ -38,7 +38,7 @@ from tqdm import tqdm
 from pipeline.allocator import keep_freed_memory, release_free_memory
 from pipeline.batching import BucketBatchSampler, collate
 from pipeline.checkpoint import newest_intact, point_to, prune_steps, save_atomic, state_dict_of, step_path
-from pipeline.config import ModelConfig, TrainAppConfig, as_plain_dict, to_object
+from pipeline.config import ModelConfig, Precision, TrainAppConfig, as_plain_dict, to_object
 from pipeline.data import column_array, release_mapped_pages
 from pipeline.distributed import (
     all_max,
@@ -235,6 +235,8 @@ class Trainer:
         use_cpu_kernels(self.tcfg.cpu_kernels)
         cpu_kernels(self.device)  # built (or loaded) now, not inside the first timed step
         self.bf16 = use_bf16(self.tcfg.precision, self.device)
+        if self.main:  # what train.precision=auto chose here (manifest.json and the summary record it too)
+            print(f"precision {precision_name(self.bf16)} (train.precision={Precision(self.tcfg.precision).value})")
         self.config_dict = as_plain_dict(cfg)
         seed_everything(self.tcfg.seed)
         if self.main:  # rank 0 builds the data cache, the others then read it
@@ -664,6 +666,7 @@ class Trainer:
             "best_bleu": p.best_bleu,
             "best_step": p.best_step,
             "train_minutes": p.elapsed_s / 60.0,
+            "precision": precision_name(self.bf16),
             "finished": p.finished,
         }
 

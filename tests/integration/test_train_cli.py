@@ -46,6 +46,7 @@ def test_train_cli_writes_every_output(tmp_path, model):
     # train.precision defaults to auto: the manifest records what it resolved to here
     expected = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
     assert json.loads((run_dir / "manifest.json").read_text())["precision"] == expected
+    assert summary["precision"] == expected and f"precision {expected} (train.precision=auto)" in proc.stdout
 
 
 @pytest.mark.slow
