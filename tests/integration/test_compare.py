@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -13,7 +14,7 @@ TINY = [*TINY_OVERRIDES, "train.max_minutes=null", "decode.max_len=12"]  # quick
 GOLD = REPO.parent / "shared" / "data" / "alignment"  # europarl-de-en/ and hansards-en-fr/
 
 
-def compare(tmp, data, *options: str) -> subprocess.CompletedProcess:
+def compare(out, data, cache, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             "bash",
@@ -23,9 +24,9 @@ def compare(tmp, data, *options: str) -> subprocess.CompletedProcess:
             "--gold",
             str(GOLD),
             "--out",
-            str(tmp / "runs"),
+            str(out),
             f"data.local_dir={data}",
-            f"data.cache_dir={tmp / 'cache'}",
+            f"data.cache_dir={cache}",
             *TINY,
         ],
         cwd=REPO,
@@ -35,12 +36,21 @@ def compare(tmp, data, *options: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture(scope="module")
+def two_systems(tmp_path_factory):
+    """One quick comparison of bahdanau and baseline on a tiny slice: (its --out folder, the
+    slice, the prepared-data cache, the run).  The tests below read it, rerun it, or extend a
+    copy of it, so the two models are trained once for all of them."""
+    tmp = tmp_path_factory.mktemp("compare")
+    data, cache = write_slice(tmp / "m30k"), tmp / "cache"
+    return tmp / "runs", data, cache, compare(tmp / "runs", data, cache)
+
+
 @pytest.mark.slow
-def test_compare_writes_the_report_and_reuses_finished_work(tmp_path):
-    data = write_slice(tmp_path / "m30k")
-    first = compare(tmp_path, data)
+def test_compare_writes_the_report_and_reuses_finished_work(two_systems, tmp_path):
+    runs, data, cache, first = two_systems
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    runs, report = tmp_path / "runs", tmp_path / "runs" / "report"
+    report = runs / "report"
     for name in ("comparison.json", "report.md", "report.html", "bleu_by_length.png", "training_curves.png"):
         assert (report / name).stat().st_size > 0, name
     for model in ("bahdanau", "baseline"):
@@ -66,17 +76,22 @@ def test_compare_writes_the_report_and_reuses_finished_work(tmp_path):
     dom, log = render_in_chromium(report / "report.html", tmp_path)
     assert 'data-viewer="ready"' in dom, log[-2000:]
 
-    again = compare(tmp_path, data)
+    again = compare(runs, data, cache)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished") == 2
     assert again.stdout.count("is up to date") == 10  # 8 evaluations, 1 alignment export, 1 AER (europarl-de-en)
 
 
 @pytest.mark.slow
-def test_compare_three_systems_tests_each_against_the_baseline_and_additive(tmp_path):
-    proc = compare(tmp_path, write_slice(tmp_path / "m30k"), "--models", "baseline,bahdanau,dot")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_compare_three_systems_tests_each_against_the_baseline_and_additive(two_systems, tmp_path):
+    """A third system added to a finished comparison (a copy of it): only dot trains."""
+    finished, data, cache, first = two_systems
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     runs = tmp_path / "runs"
+    shutil.copytree(finished, runs)  # copy2 keeps the times that mark evaluations up to date
+    proc = compare(runs, data, cache, "--models", "baseline,bahdanau,dot")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("already finished") == 2
     comparison = json.loads((runs / "report" / "comparison.json").read_text())
     assert set(comparison["systems"]) == set(comparison["by_length"]) == {"baseline", "bahdanau", "dot"}
     assert set(comparison["significance"]["comparisons"]) == {"bahdanau", "dot"}
