@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One lever's speed ratio, measured by on/off pairs of training steps in one process.
 
-    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|mixed_gemm|state_grad_f32 [--precision bf16]
+    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|dropout_kernel|mixed_gemm|state_grad_f32
+                                   [--precision bf16]
                                    [--reps 6]
     python scripts/bench_pairs.py --switch bf16       # bf16 autocast (on) against fp32 (off): bf16's speed-up
 
@@ -12,7 +13,8 @@ on and once off (the order alternating), so both halves of a pair see the same m
 the figure is the median over pairs of t_off / t_on (> 1: the lever is faster), with quartiles.
 
 Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the torch ops
-(``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py);
+(``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py); ``dropout_kernel``, only the
+dropout and maxout kernel (pipeline/model/dropout.py, decoder.py's ``maxout_dropout``);
 ``mixed_gemm``, MKL's bf16 GEMMs with float32 accumulation (pipeline/model/mixed_gemm.py: the loss's
 weight gradient and the recurrences' ∂s); ``state_grad_f32``, only the bf16 recurrences' backward
 carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``bf16``, the precision
@@ -34,6 +36,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import pipeline.model.decoder as decoder_module  # noqa: E402
+import pipeline.model.dropout as dropout_module  # noqa: E402
 import pipeline.model.loss as loss_module  # noqa: E402
 import pipeline.model.mixed_gemm as mixed_gemm  # noqa: E402
 import pipeline.model.recurrence as recurrence  # noqa: E402
@@ -51,6 +55,11 @@ def _loss_kernel(on: bool) -> None:
     loss_module.cpu_kernels = cpu_kernels if on else (lambda device: None)
 
 
+def _dropout_kernel(on: bool) -> None:
+    for module in (dropout_module, decoder_module):
+        module.cpu_kernels = cpu_kernels if on else (lambda device: None)
+
+
 def _mixed_gemm(on: bool) -> None:
     """Off: mixed_gemm's own torch-ops path, as where MKL's routine is missing."""
     mixed_gemm._mkl_gemm_bf16bf16f32 = _mkl_gemm if on else (lambda: None)
@@ -65,6 +74,7 @@ _carry = recurrence._carry_state_gradient_in_f32
 SWITCHES = {
     "cpu_kernels": use_cpu_kernels,
     "loss_kernel": _loss_kernel,
+    "dropout_kernel": _dropout_kernel,
     "mixed_gemm": _mixed_gemm,
     "state_grad_f32": _state_grad_f32,
 }

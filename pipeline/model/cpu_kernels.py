@@ -1,13 +1,14 @@
 """The fused CPU kernels of the recurrences and the loss, compiled on first use.
 
-pipeline/model/kernels/ holds four: additive_attention.cpp computes one step of Bahdanau
+pipeline/model/kernels/ holds five: additive_attention.cpp computes one step of Bahdanau
 attention (eqs. 5-6: scores, masked softmax, context) and its backward pass per sentence,
 with nothing of size [B, S, A] written to memory; gru_cell.cpp the element-wise part of one
 GRU step (eq. 4: gates and update) and of its backward pass in one call instead of ~6 and
 ~12 torch ops; smoothed_cross_entropy.cpp the label-smoothed loss of a chunk of logits and
 its gradient, in place, one read of each row (pipeline/model/loss.py); top_log_probs.cpp the
 k best next tokens of each row of logits by log-softmax, for greedy and beam search
-(pipeline/search.py); each file says why.
+(pipeline/search.py); dropout.cpp inverted dropout, alone and after the decoder's maxout,
+with counter-based random draws on all threads (pipeline/model/dropout.py); each file says why.
 They are built as one extension with ``torch.utils.cpp_extension.load`` (g++ with OpenMP;
 about a minute, once per machine: the build is cached under ``TORCH_EXTENSIONS_DIR``, by
 default ``~/.cache/torch_extensions``) for this CPU (``-march=native``; the cache name
@@ -17,7 +18,9 @@ one build per kind of CPU).
 Where they cannot be built (no compiler) the model falls back to the same computation in
 torch ops, with one warning; ``use_cpu_kernels(False)`` (the ``cpu_kernels`` key of the
 train/evaluate/translate/align configs) turns them off.  The two paths agree to float
-rounding (tests/unit/test_cpu_kernels.py, test_recurrence.py, test_loss.py, test_search.py).
+rounding (tests/unit/test_cpu_kernels.py, test_recurrence.py, test_loss.py, test_search.py);
+dropout's two paths draw different masks from the same seed, with the same statistics and the
+same output and gradient given a mask (test_dropout.py).
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ KERNELS = Path(__file__).with_name("kernels")
 SOURCES = [
     KERNELS / name
     for name in (
-        "bindings.cpp", "additive_attention.cpp", "gru_cell.cpp", "smoothed_cross_entropy.cpp", "top_log_probs.cpp"
+        "bindings.cpp",
+        "additive_attention.cpp",
+        "gru_cell.cpp",
+        "smoothed_cross_entropy.cpp",
+        "top_log_probs.cpp",
+        "dropout.cpp",
     )
 ]
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # -ffast-math: glibc's vectorised tanhf

@@ -36,7 +36,8 @@ from torch import nn
 
 from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.errors import UserError
-from pipeline.model.dropout import Dropout
+from pipeline.model.cpu_kernels import cpu_kernels
+from pipeline.model.dropout import Dropout, by_kernel, dropout, dropped_pieces
 from pipeline.model.encoder import EncoderOutput
 from pipeline.model.recurrence import ADDITIVE, DOT, gru_recurrence
 from pipeline.tokenizer import PAD_ID
@@ -135,6 +136,16 @@ def maxout_pairs(pre: torch.Tensor) -> torch.Tensor:
     return _MaxoutPairs.apply(pre)
 
 
+def maxout_dropout(pre: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``dropout(maxout_pairs(pre), p, training)``: by one fused CPU kernel where it is built
+    (float32/bf16 on the CPU), which draws its mask as :func:`pipeline.model.dropout.dropout` does."""
+    dropped = dropped_pieces(p) if training else 0
+    kernels = cpu_kernels(pre.device) if pre.dtype in (torch.float32, torch.bfloat16) and p < 1.0 else None
+    if kernels is None:
+        return dropout(maxout_pairs(pre), p, training)
+    return by_kernel(pre, dropped, kernels.maxout_dropout_forward, kernels.maxout_dropout_backward)
+
+
 class Decoder(nn.Module):
     """Conditional GRU decoder; ``context_module`` is :class:`BahdanauAttention` or :class:`FixedContext`."""
 
@@ -204,11 +215,9 @@ class Decoder(nn.Module):
 
     def _features(self, pre: torch.Tensor) -> torch.Tensor:
         """t̃ [..., pieces*R] -> maxout/tanh -> dropout: the input of W_o [..., R]."""
-        if self.readout_mode == Readout.maxout:
-            t = maxout_pairs(pre)  # max over adjacent pairs (A.2.2)
-        else:
-            t = torch.tanh(pre)
-        return self.dropout(t)
+        if self.readout_mode == Readout.maxout:  # max over adjacent pairs (A.2.2)
+            return maxout_dropout(pre, self.dropout.p, self.training)
+        return self.dropout(torch.tanh(pre))
 
     def _project(self, pre: torch.Tensor) -> torch.Tensor:
         """t̃ [..., pieces*R] -> logits [..., V]."""
@@ -272,7 +281,7 @@ class Decoder(nn.Module):
             pre = pre + F.linear(c, w_r[:, split:])  # C_o c, once
         else:
             pre = self.readout(torch.cat([s_seq, ey, c_all], -1))
-        return self._features(pre.transpose(0, 1)), attn
+        return self._features(pre).transpose(0, 1), attn  # element-wise over R: transposed after
 
     def _recurrence_weights(self) -> tuple[torch.Tensor, torch.Tensor, str, float, torch.Tensor | None]:
         """(W_q, b_q, mode, scale, v_a) of :func:`gru_recurrence` for this attention.

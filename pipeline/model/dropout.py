@@ -9,6 +9,13 @@ a multiple of 2^-16 (0.2 -> 0.199997), and the kept values are scaled by
 1 / (1 - that probability), so the expectation stays exactly the input.  The draws
 come from torch's default generator: ``torch.manual_seed`` and saved RNG states govern
 them as before.  CUDA tensors keep ``F.dropout``.
+
+Where the fused CPU kernels are built (pipeline/model/cpu_kernels.py), a float32 or bf16
+dropout is one kernel call forward and one backward instead (kernels/dropout.cpp, ~1 ms for
+the same mask instead of ~9): the same 16-bit pieces and threshold, but drawn from a
+counter-based stream seeded by one draw from torch's generator, on all threads, and the mask
+kept as one byte per element.  The two paths draw different masks from the same seed; each is
+reproducible under ``torch.manual_seed``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,49 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model.cpu_kernels import cpu_kernels
+
 _LEVELS = 1 << 16  # 16-bit pieces
+
+
+def dropped_pieces(p: float) -> int:
+    """How many of the 2^16 values of a 16-bit random piece drop an element: p rounded to 2^-16."""
+    return round(p * _LEVELS)
+
+
+def draw_seed() -> int:
+    """One 64-bit draw from torch's default generator, seeding a kernel's counter-based stream."""
+    return int(torch.randint(-(2**63), 2**63 - 1, (1,)))
+
+
+class _ByteCodedKernel(torch.autograd.Function):
+    """``forward(x, dropped, seed) -> (y, code)`` and ``backward(grad, code, dropped)`` of a fused CPU
+    kernel (kernels/dropout.cpp): the byte code (kept or not, which of a pair won) is all that is saved."""
+
+    @staticmethod
+    def forward(ctx, x, dropped, seed, forward, backward):
+        y, code = forward(x.contiguous(), dropped, seed)
+        ctx.save_for_backward(code)
+        ctx.dropped, ctx.kernel_backward = dropped, backward
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (code,) = ctx.saved_tensors
+        return ctx.kernel_backward(grad.contiguous(), code, ctx.dropped), None, None, None, None
+
+
+def by_kernel(x: torch.Tensor, dropped: int, forward, backward) -> torch.Tensor:
+    """``forward``/``backward``, a kernel pair of kernels/dropout.cpp, as an autograd op; the
+    seed is drawn from torch's generator only where something is dropped."""
+    return _ByteCodedKernel.apply(x, dropped, draw_seed() if dropped else 0, forward, backward)
+
+
+def _kernels_for(x: torch.Tensor, dropped: int):
+    """The fused CPU kernels where they can do this dropout, else None."""
+    if x.dtype not in (torch.float32, torch.bfloat16) or dropped >= _LEVELS:
+        return None
+    return cpu_kernels(x.device)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -26,11 +75,13 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training)
-    dropped = round(p * _LEVELS)  # pieces in [-2^15, -2^15 + dropped) are dropped
+    dropped = dropped_pieces(p)  # pieces in [-2^15, -2^15 + dropped) are dropped
+    kernels = _kernels_for(x, dropped)
+    if kernels is not None:
+        return by_kernel(x, dropped, kernels.dropout_forward, kernels.dropout_backward)
     words = torch.randint(-(2**63), 2**63 - 1, ((x.numel() + 3) // 4,), dtype=torch.int64)
     keep = words.view(torch.int16)[: x.numel()].view(x.shape) >= dropped - _LEVELS // 2
-    scale = torch.tensor(_LEVELS / (_LEVELS - dropped), dtype=x.dtype)
-    return x * torch.where(keep, scale, scale.new_zeros(()))  # one multiply forward, one backward
+    return torch.where(keep, x * (_LEVELS / (_LEVELS - dropped)), 0.0)  # scaled in float32, rounded once
 
 
 class Dropout(nn.Module):

@@ -1,13 +1,31 @@
-"""pipeline.model.dropout: inverted dropout with 16-bit random pieces on the CPU."""
+"""pipeline.model.dropout: inverted dropout with 16-bit random pieces on the CPU, by torch ops
+and by the fused CPU kernel (kernels/dropout.cpp), and the decoder's fused maxout + dropout."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import pipeline.model.dropout as dropout_module
+from pipeline.model.cpu_kernels import use_cpu_kernels
+from pipeline.model.decoder import maxout_dropout, maxout_pairs
 from pipeline.model.dropout import Dropout, dropout
 
 N = 1 << 20
+
+
+@pytest.fixture(params=["cpu kernel", "torch ops"], autouse=True)
+def path(request):
+    use_cpu_kernels(request.param == "cpu kernel")
+    x = torch.zeros(4)
+    expected = request.param == "cpu kernel"
+    assert (dropout_module._kernels_for(x, 1) is not None) == expected, "the kernel did not build: is g++ installed?"
+    yield request.param
+    use_cpu_kernels(True)
+
+
+def _scale(p: float) -> float:
+    return 65536 / (65536 - round(p * 65536))
 
 
 def test_identity_when_not_training_or_p_zero():
@@ -29,7 +47,17 @@ def test_drop_rate_and_expectation(p):
         assert abs(float(piece) - p) < 5 * sd
     assert abs(float(out.mean()) - 1.0) < 5 * (p / (1 - p) / N) ** 0.5
     kept = out[out != 0]
-    torch.testing.assert_close(kept, torch.full_like(kept, 65536 / (65536 - round(p * 65536))))
+    torch.testing.assert_close(kept, torch.full_like(kept, _scale(p)))
+
+
+def test_neighbouring_elements_drop_independently():
+    """Pairs of adjacent elements (within one random word, and across words) are both dropped
+    at rate p^2, as independent draws would be."""
+    torch.manual_seed(3)
+    dropped = dropout(torch.ones(N), 0.5, training=True) == 0
+    for lag in (1, 4):
+        both = float((dropped[:-lag] & dropped[lag:]).float().mean())
+        assert abs(both - 0.25) < 5 * (0.25 * 0.75 / N) ** 0.5
 
 
 def test_gradient_is_the_mask_times_the_scale():
@@ -38,7 +66,8 @@ def test_gradient_is_the_mask_times_the_scale():
     out = dropout(x, 0.25, training=True)
     out.sum().backward()
     mask = (out != 0).float()
-    torch.testing.assert_close(x.grad, mask * (65536 / (65536 - 16384)))
+    torch.testing.assert_close(out, x.detach() * mask * _scale(0.25))
+    torch.testing.assert_close(x.grad, mask * _scale(0.25))
 
 
 def test_seeded_and_bf16():
@@ -49,3 +78,49 @@ def test_seeded_and_bf16():
     b = dropout(x, 0.2, training=True)
     assert a.dtype == torch.bfloat16 and torch.equal(a, b)
     assert not torch.equal(a, dropout(x, 0.2, training=True))
+
+
+def test_the_mask_does_not_depend_on_the_number_of_threads():
+    x = torch.randn(300, 512)
+    before = torch.get_num_threads()
+    masks = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(7)
+            masks.append(dropout(x, 0.2, training=True) == 0)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(masks[0], masks[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_maxout_without_dropout_equals_maxout_pairs(dtype):
+    """Eval mode (and p = 0): exactly the maxout of appendix A.2.2, forward and backward."""
+    pre = torch.randn(5, 7, 64).to(dtype)
+    grad = torch.randn(5, 7, 32).to(dtype)
+    a, b = pre.clone().requires_grad_(), pre.clone().requires_grad_()
+    out, ref = maxout_dropout(a, 0.3, training=False), maxout_pairs(b)
+    assert out.dtype == dtype and torch.equal(out, ref)
+    out.backward(grad)
+    ref.backward(grad)
+    assert torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_maxout_dropout_is_dropout_of_the_maxout(dtype):
+    """Training: each output is its pair's maximum times the scale, or 0 at rate p; the gradient
+    goes to the pair's winner, times the scale, and nowhere where the output was dropped."""
+    torch.manual_seed(2)
+    p = 0.25
+    pre = torch.randn(64, 1024, dtype=torch.float32).to(dtype).requires_grad_()
+    out = maxout_dropout(pre, p, training=True)
+    kept = out != 0
+    assert abs(float((~kept).float().mean()) - p) < 5 * (p * (1 - p) / kept.numel()) ** 0.5
+    winner = maxout_pairs(pre.detach())
+    torch.testing.assert_close(out, (winner.float() * kept * _scale(p)).to(dtype), rtol=0, atol=0)
+    grad = torch.randn(out.shape).to(dtype)
+    out.backward(grad)
+    ref_in = pre.detach().clone().requires_grad_()
+    maxout_pairs(ref_in).backward((grad.float() * kept * _scale(p)).to(dtype))
+    torch.testing.assert_close(pre.grad, ref_in.grad, rtol=0, atol=0)

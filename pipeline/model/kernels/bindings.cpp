@@ -13,6 +13,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("smoothed_cross_entropy", &smoothed_cross_entropy,
         "label-smoothed cross-entropy of logits rows (+ bias); optionally its gradient over the logits, column sums into "
         "d_bias");
+  m.def("dropout_forward", &dropout_forward,
+        "inverted dropout with counter-based 16-bit draws: (output, keep mask as uint8)");
+  m.def("dropout_backward", &dropout_backward, "its backward: the gradient where kept, times the scale");
+  m.def("maxout_dropout_forward", &maxout_dropout_forward,
+        "max over adjacent pairs, then inverted dropout (dropped = 0: none): (output, code: 0 dropped, 1/2 winner)");
+  m.def("maxout_dropout_backward", &maxout_dropout_backward, "its backward: the gradient routed to each winner");
   m.def("top_log_probs", &top_log_probs,
         "the k best tokens of each row by log-softmax, sorted, ties to the lower id: (values, ids)");
 }

@@ -76,6 +76,12 @@ double smoothed_cross_entropy(at::Tensor logits, const at::Tensor& target, doubl
                               const c10::optional<at::Tensor>& d_bias, bool write_grad,
                               const c10::optional<at::Tensor>& bias);
 
+// dropout.cpp
+std::tuple<at::Tensor, at::Tensor> dropout_forward(const at::Tensor& x, int64_t dropped, int64_t seed);
+at::Tensor dropout_backward(const at::Tensor& grad, const at::Tensor& keep, int64_t dropped);
+std::tuple<at::Tensor, at::Tensor> maxout_dropout_forward(const at::Tensor& pre, int64_t dropped, int64_t seed);
+at::Tensor maxout_dropout_backward(const at::Tensor& grad, const at::Tensor& code, int64_t dropped);
+
 // top_log_probs.cpp
 std::tuple<at::Tensor, at::Tensor> top_log_probs(const at::Tensor& logits, int64_t k, std::vector<int64_t> banned,
                                                  const c10::optional<at::Tensor>& forced, int64_t forced_token);
