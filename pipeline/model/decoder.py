@@ -262,13 +262,13 @@ class Decoder(nn.Module):
         if ctx.static:
             c = keys  # [B, C], the same for every step: W_ic c hoisted out of the loop
             s_all, _, _ = gru_recurrence(
-                gi + F.linear(c, self.weight_ic), s0, self.weight_hh.to(dt), self.bias_hh.to(dt)
+                gi + F.linear(c, self.weight_ic), s0, self.weight_hh, self.bias_hh
             )
             attn = None
         else:
             w_q, b_q, mode, scale, v = self._recurrence_weights()
             s_all, c_all, a_all = gru_recurrence(
-                gi, s0, w_q.to(dt), b_q.to(dt), w_ic=self.weight_ic.to(dt), keys=keys.to(dt),
+                gi, s0, w_q, b_q, w_ic=self.weight_ic, keys=keys.to(dt),
                 states=enc.states.to(dt), mask=enc.mask, v=None if v is None else v.to(dt), mode=mode, scale=scale,
             )  # fmt: skip
             attn = a_all.transpose(0, 1).contiguous()  # [B, T, S]

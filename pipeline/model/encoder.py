@@ -200,7 +200,7 @@ class Encoder(nn.Module):
                 inp = reverse_rows(x, rev_rows) if suffix else x
                 gi = F.linear(inp, w_ih, b_ih)  # [S, B, 3He]: W_ih x_t + b_ih for every step
                 dt = gi.dtype
-                s_all, _, _ = gru_recurrence(gi, gi.new_zeros(bsz, self.hidden_dim), w_hh.to(dt), b_hh.to(dt))
+                s_all, _, _ = gru_recurrence(gi, gi.new_zeros(bsz, self.hidden_dim), w_hh, b_hh)
                 y = s_all[1:] * keep.to(dt)
                 outs.append(reverse_rows(y, rev_rows) if suffix else y)
             x = torch.cat(outs, -1)

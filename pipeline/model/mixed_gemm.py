@@ -1,4 +1,4 @@
-"""``acc += aᵀ b`` and ``acc += a b`` with bf16 inputs accumulated straight into a float32 matrix, on the CPU.
+"""``acc += aᵀ b``, ``acc += a b`` and ``aᵀ b``: bf16 inputs accumulated straight into float32, on the CPU.
 
 Why: the fused loss (pipeline/model/loss.py) adds each chunk's output-layer weight gradient
 gᵀ x [V, R] into a float32 accumulator.  In torch ops that is a bf16 GEMM, then a cast of its
@@ -8,9 +8,10 @@ accumulation and adds into a float32 C in one call (1.65 vs 2.43 ms per chunk), 
 is no longer rounded to bf16 once per chunk.  The bf16 recurrences' backward pass
 (pipeline/model/recurrence.py) carries the state's gradient ∂s in float32 and adds each step's
 ∂gh W_hh into it with :func:`add_product`: for the encoder's [B, 768] x [768, 256] that is
-~0.15 ms against oneDNN's ~0.30 ms for the bf16 ``addmm``, ~90 times a step.  torch's CPU
-builds for x86-64 link MKL into libtorch_cpu and export that symbol; where it is missing (other
-builds, other platforms) or fails its one self-test, both functions run torch ops instead.
+~0.15 ms against oneDNN's ~0.30 ms for the bf16 ``addmm``, ~90 times a step; and it computes
+the recurrences' weight gradients with :func:`transposed_product`.  torch's CPU builds for
+x86-64 link MKL into libtorch_cpu and export that symbol; where it is missing (other builds,
+other platforms) or fails its one self-test, these functions run torch ops instead.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ def _self_test(fn) -> bool:
     return torch.allclose(acc, 1 + a.float().t() @ b.float(), atol=1e-5, rtol=1e-5)
 
 
-def _call(fn, acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, transpose_a: bool = True) -> None:
-    """acc += op(a) b, all row-major and contiguous; op(a) = aᵀ or a."""
+def _call(fn, acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, transpose_a: bool = True, beta: float = 1.0) -> None:
+    """acc = op(a) b + beta acc, all row-major and contiguous; op(a) = aᵀ or a."""
     m, n = acc.shape
     k = a.shape[0] if transpose_a else a.shape[1]
     op_a = _TRANS if transpose_a else _NO_TRANS
-    fn(_ROW_MAJOR, op_a, _NO_TRANS, m, n, k, 1.0, a.data_ptr(), a.shape[1], b.data_ptr(), n, 1.0, acc.data_ptr(), n)
+    fn(_ROW_MAJOR, op_a, _NO_TRANS, m, n, k, 1.0, a.data_ptr(), a.shape[1], b.data_ptr(), n, beta, acc.data_ptr(), n)
 
 
 def mkl_available() -> bool:
@@ -90,6 +91,23 @@ def add_transposed_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
         _call(fn, acc, a, b)
     else:
         acc += (a.t() @ b).to(acc.dtype)
+
+
+def transposed_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``aᵀ b`` [M, N] in float32 for a [K, M], b [K, N] bf16: a weight's gradient over K rows.
+
+    MKL runs these large-K products ~1.2x faster than oneDNN's bf16 GEMM here (the decoder's
+    ∂W_q, [2048, 4092] x [4092, 513], inputs not in cache: 15.7 vs 19.1 ms), and its float32
+    result is the float32 weight's gradient without a bf16 rounding or a cast."""
+    if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"transposed_product: a {tuple(a.shape)}ᵀ b {tuple(b.shape)}")
+    out = torch.empty(a.shape[1], b.shape[1], dtype=torch.float32, device=a.device)
+    fn = _usable(out, a, b)
+    if fn is not None:
+        _call(fn, out, a, b, beta=0.0)
+    else:
+        out.copy_(a.t() @ b)
+    return out
 
 
 def add_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:

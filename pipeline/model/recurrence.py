@@ -43,7 +43,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.model.cpu_kernels import cpu_kernels
-from pipeline.model.mixed_gemm import add_product, mkl_available
+from pipeline.model.mixed_gemm import add_product, mkl_available, transposed_product
 
 ADDITIVE, DOT, STATIC = "additive", "dot", "static"
 
@@ -169,7 +169,10 @@ class _GruRecurrence(torch.autograd.Function):
     def forward(ctx, gi, s0, w_q, b_q, w_ic, keys, states, mask, v, mode, scale, save):
         hd = s0.shape[1]
         t_len, b = gi.shape[:2]
+        ctx.weight_dtypes = (w_q.dtype, b_q.dtype, None if w_ic is None else w_ic.dtype)
         with torch.autocast(gi.device.type, enabled=False):
+            w_q, b_q = w_q.to(gi.dtype), b_q.to(gi.dtype)  # float32 master weights: cast here, gradients float32
+            w_ic = None if w_ic is None else w_ic.to(gi.dtype)
             score = _score(mode, keys, states, mask, v, scale, t_len, save)
             s_all = gi.new_empty(t_len + 1, b, hd)
             s_all[0] = s0
@@ -236,16 +239,30 @@ class _GruRecurrence(torch.autograd.Function):
                     ds = torch.addmm(ds, d_gq[i], w_q)
                 ds += d_s_all[i]
             ds = ds.to(dt)
+            w_dtype, b_dtype, w_ic_dtype = ctx.weight_dtypes
             flat_gq, flat_s = d_gq.flatten(0, 1), s_all[:t_len].flatten(0, 1)
-            s_one = torch.cat([flat_s, flat_s.new_ones(flat_s.shape[0], 1)], 1)  # [s_{i-1} ; 1]: ∂b_q in the GEMM
-            d_wb = flat_gq.t() @ s_one
-            grads = {"gi": d_gi, "s0": ds, "w_q": d_wb[:, :hd], "b_q": d_wb[:, hd]}
+            grads = {"gi": d_gi, "s0": ds}
+            grads["w_q"], grads["b_q"] = _weight_and_bias_grads(flat_gq, flat_s, w_dtype, b_dtype)
             if score is not None:
-                grads["w_ic"] = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
+                grads["w_ic"] = _weight_grad(d_gi.flatten(0, 1), c_all.flatten(0, 1), w_ic_dtype)
                 grads["states"] = torch.bmm(a_all.to(dt).permute(1, 2, 0), d_ctx.transpose(0, 1))
                 grads["keys"], grads["v"] = score.grads(s_all, (keys.dtype, None if v is None else v.dtype))
         names = ("gi", "s0", "w_q", "b_q", "w_ic", "keys", "states", "mask", "v")
         return (*(grads.get(name) for name in names), None, None, None)
+
+
+def _weight_grad(d_out: torch.Tensor, inp: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Σ over rows of ∂outᵀ in, for a weight of ``dtype``: a bf16 product for a float32 weight is
+    accumulated in float32 by MKL (pipeline/model/mixed_gemm.py), never rounded to bf16."""
+    if d_out.dtype == torch.bfloat16 and dtype == torch.float32:
+        return transposed_product(d_out, inp)
+    return (d_out.t() @ inp).to(dtype)
+
+
+def _weight_and_bias_grads(d_out, inp, w_dtype, b_dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ ∂outᵀ in, Σ ∂out) over rows, by one GEMM: [in ; 1] gives the bias's as the last column."""
+    d_wb = _weight_grad(d_out, torch.cat([inp, inp.new_ones(inp.shape[0], 1)], 1), w_dtype)
+    return d_wb[:, :-1], d_wb[:, -1].to(b_dtype)
 
 
 def _carry_state_gradient_in_f32(cell, dtype, score) -> bool:
@@ -315,7 +332,10 @@ def gru_recurrence(
     plus W_ic c for the static context); ``w_q``/``b_q`` are [W_hh ; W_a] / [b_hh ; 0] for
     the additive score and W_hh / b_hh otherwise; ``keys`` are U_a h (additive) or the
     multiplicative score's keys, ``states`` the annotations h [B, S, C], ``mask`` [B, S] bool,
-    ``v`` the additive score's v_a.  Every floating tensor must share one dtype.
+    ``v`` the additive score's v_a.  Every floating tensor must share one dtype, the compute
+    dtype (bf16 under autocast), except the weights ``w_q``, ``b_q`` and ``w_ic``, which may be
+    the float32 parameters: they are cast inside, and their gradients come back float32,
+    accumulated in float32 whatever the compute dtype.
     """
     if mode not in (ADDITIVE, DOT, STATIC):
         raise ValueError(f"unknown recurrence mode {mode!r}")

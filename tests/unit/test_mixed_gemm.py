@@ -1,6 +1,6 @@
-"""``add_transposed_product`` (acc += aᵀ b) and ``add_product`` (acc += a b): bf16 inputs and a
-float32 accumulator, by MKL where torch's build exports it, else torch ops; both against float64
-arithmetic on the same bf16 values."""
+"""``add_transposed_product`` (acc += aᵀ b), ``add_product`` (acc += a b) and ``transposed_product``
+(aᵀ b): bf16 inputs and a float32 accumulator, by MKL where torch's build exports it, else torch
+ops; all against float64 arithmetic on the same bf16 values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pipeline.model.mixed_gemm as mixed_gemm
-from pipeline.model.mixed_gemm import add_product, add_transposed_product
+from pipeline.model.mixed_gemm import add_product, add_transposed_product, transposed_product
 
 PRODUCTS = {"aᵀ b": add_transposed_product, "a b": add_product}
 
@@ -45,3 +45,19 @@ def test_shape_mismatch_is_an_error_not_a_stray_write(product):
     acc, a, b, _ = _operands(product == "aᵀ b")
     with pytest.raises(ValueError, match="acc \\(77, 33\\)"):
         PRODUCTS[product](acc, a, b[:, :5])
+
+
+@pytest.mark.parametrize("path", ["mkl", "torch ops"])
+def test_transposed_product_is_a_new_float32_matrix(monkeypatch, path):
+    """A weight's gradient for a float32 weight: float32 sums by MKL; rounded to bf16 by torch ops."""
+    if path == "mkl" and not mixed_gemm.mkl_available():
+        pytest.skip("this torch build does not export MKL's cblas_gemm_bf16bf16f32")
+    if path == "torch ops":
+        monkeypatch.setattr(mixed_gemm, "_mkl_gemm_bf16bf16f32", lambda: None)
+    acc, a, b, want = _operands(True)
+    got = transposed_product(a, b)
+    assert got.dtype == torch.float32 and got.shape == (77, 33)
+    tolerance = {"atol": 1e-4, "rtol": 1e-5} if path == "mkl" else {"atol": 0.2, "rtol": 2**-7}
+    torch.testing.assert_close(got.double(), want - acc.double(), **tolerance)
+    with pytest.raises(ValueError, match="transposed_product"):
+        transposed_product(a, b[:5])
