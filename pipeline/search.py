@@ -189,8 +189,14 @@ def greedy_search(
     out: list[Hypothesis] = []
     for i in range(n):
         length, lp = int(lengths[i]), float(log_prob[i])
-        out.append(Hypothesis(tokens[i, :length].tolist(), lp, lp, _attention_slice(
-            None if attn is None else attn[i], length + 1, int(src_lens_cpu[i]))))
+        out.append(
+            Hypothesis(
+                tokens[i, :length].tolist(),
+                lp,
+                lp,
+                _attention_slice(None if attn is None else attn[i], length + 1, int(src_lens_cpu[i])),
+            )
+        )
     return out
 
 
@@ -277,8 +283,14 @@ def beam_search(
     for i in range(n):
         hyps: list[Hypothesis] = []
         for fin in picked[i]:
-            hyps.append(Hypothesis(tokens[h, : fin.step].tolist(), fin.score, fin.log_prob, _attention_slice(
-                None if attn is None else attn[h], fin.step + 1, int(src_lens_cpu[i]))))
+            hyps.append(
+                Hypothesis(
+                    tokens[h, : fin.step].tolist(),
+                    fin.score,
+                    fin.log_prob,
+                    _attention_slice(None if attn is None else attn[h], fin.step + 1, int(src_lens_cpu[i])),
+                )
+            )
             h += 1
         out.append(hyps)
     return out
@@ -495,7 +507,13 @@ def decode_sequences(
         batch = collate([src_seqs[i] for i in idx], None, idx)
         if Strategy(cfg.strategy) is Strategy.beam:
             hyps = beam_search(
-                model, batch.src, batch.src_lens, cfg.beam_size, cfg.length_penalty, cfg.max_len, cfg.max_len_ratio,
+                model,
+                batch.src,
+                batch.src_lens,
+                cfg.beam_size,
+                cfg.length_penalty,
+                cfg.max_len,
+                cfg.max_len_ratio,
                 nbest=cfg.nbest if nbest else 1,
             )
             results: list[Any] = hyps if nbest else [h[0] for h in hyps]

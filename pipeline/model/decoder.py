@@ -261,9 +261,7 @@ class Decoder(nn.Module):
         keys = ctx.precompute(enc)
         if ctx.static:
             c = keys  # [B, C], the same for every step: W_ic c hoisted out of the loop
-            s_all, _, _ = gru_recurrence(
-                gi + F.linear(c, self.weight_ic), s0, self.weight_hh, self.bias_hh
-            )
+            s_all, _, _ = gru_recurrence(gi + F.linear(c, self.weight_ic), s0, self.weight_hh, self.bias_hh)
             attn = None
         else:
             w_q, b_q, mode, scale, v = self._recurrence_weights()

@@ -57,8 +57,9 @@ def configs(root: Path, cache: Path) -> tuple[DataConfig, TokenizerConfig]:
 
 def test_filter_train_counts_each_pair_under_its_first_reason():
     lens = [(0, 5), (5, 0), (0, 0), (101, 50), (150, 10), (100, 100), (10, 30), (10, 31), (31, 10), (1, 1)]
-    ds = datasets.Dataset.from_dict({"row": list(range(len(lens))), "src_len": [s for s, _ in lens],
-                                     "tgt_len": [t for _, t in lens]})
+    ds = datasets.Dataset.from_dict(
+        {"row": list(range(len(lens))), "src_len": [s for s, _ in lens], "tgt_len": [t for _, t in lens]}
+    )
     kept, dropped = filter_train(ds, max_len=100, max_ratio=3.0)
     assert tuple(dropped) == DROP_REASONS
     # (150, 10) is too long *and* unbalanced: counted once, as too_long
@@ -82,7 +83,7 @@ def test_prepare_end_to_end_filters_train_only_and_reuses_caches(corpus_dir, tmp
     # only the bad pairs left train; val and test are never filtered
     assert stats.pairs == {"train": N["train"], "val": N["val"] + len(BAD), "test": N["test"] + len(BAD)}
     assert first.splits["train"]["src"][:] == multi30k("train", "de", N["train"])
-    assert first.splits["test"]["tgt"][-len(BAD):] == [t for _, t in BAD]
+    assert first.splits["test"]["tgt"][-len(BAD) :] == [t for _, t in BAD]
     assert stats.vocab_size == VOCAB and len(first.tokenizer.src) == VOCAB
     # encoded columns agree with the tokenizer, sources and targets not swapped
     row = first.splits["val"][0]
