@@ -14,7 +14,7 @@ the figure is the median over pairs of t_off / t_on (> 1: the lever is faster), 
 
 Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the torch ops
 (``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py); ``dropout_kernel``, only the
-dropout and maxout kernel (pipeline/model/dropout.py, decoder.py's ``maxout_dropout``);
+dropout and maxout kernels (pipeline/model/dropout.py, decoder.py's ``maxout_dropout``);
 ``mixed_gemm``, MKL's bf16 GEMMs with float32 accumulation (pipeline/model/mixed_gemm.py: the loss's
 weight gradient and the recurrences' ∂s); ``state_grad_f32``, only the bf16 recurrences' backward
 carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``bf16``, the precision
@@ -36,7 +36,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pipeline.model.decoder as decoder_module  # noqa: E402
 import pipeline.model.dropout as dropout_module  # noqa: E402
 import pipeline.model.loss as loss_module  # noqa: E402
 import pipeline.model.mixed_gemm as mixed_gemm  # noqa: E402
@@ -56,8 +55,7 @@ def _loss_kernel(on: bool) -> None:
 
 
 def _dropout_kernel(on: bool) -> None:
-    for module in (dropout_module, decoder_module):
-        module.cpu_kernels = cpu_kernels if on else (lambda device: None)
+    dropout_module.cpu_kernels = cpu_kernels if on else (lambda device: None)  # dropout and maxout look here
 
 
 def _mixed_gemm(on: bool) -> None:

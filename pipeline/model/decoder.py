@@ -36,8 +36,7 @@ from torch import nn
 
 from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.errors import UserError
-from pipeline.model.cpu_kernels import cpu_kernels
-from pipeline.model.dropout import Dropout, by_kernel, dropout, dropped_pieces
+from pipeline.model.dropout import Dropout, by_kernel, dropout, dropped_pieces, kernels_for
 from pipeline.model.encoder import EncoderOutput
 from pipeline.model.recurrence import ADDITIVE, DOT, gru_recurrence
 from pipeline.tokenizer import PAD_ID
@@ -140,7 +139,7 @@ def maxout_dropout(pre: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``dropout(maxout_pairs(pre), p, training)``: by one fused CPU kernel where it is built
     (float32/bf16 on the CPU), which draws its mask as :func:`pipeline.model.dropout.dropout` does."""
     dropped = dropped_pieces(p) if training else 0
-    kernels = cpu_kernels(pre.device) if pre.dtype in (torch.float32, torch.bfloat16) and p < 1.0 else None
+    kernels = kernels_for(pre, dropped)
     if kernels is None:
         return dropout(maxout_pairs(pre), p, training)
     return by_kernel(pre, dropped, kernels.maxout_dropout_forward, kernels.maxout_dropout_backward)

@@ -62,8 +62,8 @@ def by_kernel(x: torch.Tensor, dropped: int, forward, backward) -> torch.Tensor:
     return _ByteCodedKernel.apply(x, dropped, draw_seed() if dropped else 0, forward, backward)
 
 
-def _kernels_for(x: torch.Tensor, dropped: int):
-    """The fused CPU kernels where they can do this dropout, else None."""
+def kernels_for(x: torch.Tensor, dropped: int):
+    """The fused CPU kernels where they can drop ``dropped`` pieces of ``x``'s elements, else None."""
     if x.dtype not in (torch.float32, torch.bfloat16) or dropped >= _LEVELS:
         return None
     return cpu_kernels(x.device)
@@ -73,10 +73,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``F.dropout(x, p, training)`` with the mask drawn 16 bits at a time on the CPU."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
-        return F.dropout(x, p, training)
     dropped = dropped_pieces(p)  # pieces in [-2^15, -2^15 + dropped) are dropped
-    kernels = _kernels_for(x, dropped)
+    if x.device.type != "cpu" or dropped >= _LEVELS:  # p >= 1 - 2^-17: all dropped
+        return F.dropout(x, p, training)
+    kernels = kernels_for(x, dropped)
     if kernels is not None:
         return by_kernel(x, dropped, kernels.dropout_forward, kernels.dropout_backward)
     words = torch.randint(-(2**63), 2**63 - 1, ((x.numel() + 3) // 4,), dtype=torch.int64)

@@ -19,13 +19,21 @@ def path(request):
     use_cpu_kernels(request.param == "cpu kernel")
     x = torch.zeros(4)
     expected = request.param == "cpu kernel"
-    assert (dropout_module._kernels_for(x, 1) is not None) == expected, "the kernel did not build: is g++ installed?"
+    assert (dropout_module.kernels_for(x, 1) is not None) == expected, "the kernel did not build: is g++ installed?"
     yield request.param
     use_cpu_kernels(True)
 
 
 def _scale(p: float) -> float:
     return 65536 / (65536 - round(p * 65536))
+
+
+@pytest.mark.parametrize("p", [1.0, 1 - 2**-18])
+def test_everything_dropped_at_p_one(p):
+    """p = 1, or so close to it that 2^16 pieces round to all dropped: zeros, and no division by zero."""
+    x = torch.randn(8, 16, requires_grad=True)
+    assert torch.equal(dropout(x, p, training=True), torch.zeros(8, 16))
+    assert torch.equal(maxout_dropout(x, p, training=True), torch.zeros(8, 8))
 
 
 def test_identity_when_not_training_or_p_zero():
