@@ -13,13 +13,14 @@ on and once off (the order alternating), so both halves of a pair see the same m
 the figure is the median over pairs of t_off / t_on (> 1: the lever is faster), with quartiles.
 
 Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the torch ops
-(``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py); ``dropout_kernel``, only the
-dropout and maxout kernels (pipeline/model/dropout.py, decoder.py's ``maxout_dropout``);
-``mixed_gemm``, MKL's bf16 GEMMs with float32 accumulation (pipeline/model/mixed_gemm.py: the loss's
-weight gradient and the recurrences' ∂s); ``state_grad_f32``, only the bf16 recurrences' backward
-carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``bf16``, the precision
-itself (bf16 autocast vs fp32, ``--precision`` ignored): the bf16/fp32 ratio without the drift
-between bench.py's separately timed runs.
+(``use_cpu_kernels``); ``loss_kernel``, only the loss's kernel (pipeline/model/loss.py);
+``dropout_kernel``, only the dropout and maxout kernels (pipeline/model/dropout.py, decoder.py's
+``maxout_dropout``); ``mixed_gemm``, MKL's bf16 GEMMs with float32 accumulation
+(pipeline/model/mixed_gemm.py: the loss's weight gradient, the recurrences' ∂s and their weight
+gradients); ``state_grad_f32``, only the bf16 recurrences' backward carrying ∂s in float32 with
+those GEMMs (pipeline/model/recurrence.py); ``bf16``, the precision itself (bf16 autocast vs
+fp32, ``--precision`` ignored): the bf16/fp32 ratio without the drift between bench.py's
+separately timed runs.
 Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens).
 """
 
