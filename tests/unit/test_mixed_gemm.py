@@ -61,3 +61,14 @@ def test_transposed_product_is_a_new_float32_matrix(monkeypatch, path):
     torch.testing.assert_close(got.double(), want - acc.double(), **tolerance)
     with pytest.raises(ValueError, match="transposed_product"):
         transposed_product(a, b[:5])
+
+
+def test_first_use_inside_bf16_autocast_passes_the_self_test(monkeypatch):
+    """The first caller may run under CPU bf16 autocast (pipeline/model/linear.py): the self-test's
+    float32 reference must not become a bf16 product there."""
+    raw = mixed_gemm._mkl_gemm_bf16bf16f32.__wrapped__
+    if raw() is None:
+        pytest.skip("this torch build does not export MKL's cblas_gemm_bf16bf16f32")
+    monkeypatch.setattr(mixed_gemm, "_mkl_gemm_bf16bf16f32", raw)  # uncached: the self-test runs again
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert mixed_gemm.mkl_available()
