@@ -260,9 +260,12 @@ def _weight_grad(d_out: torch.Tensor, inp: torch.Tensor, dtype: torch.dtype) -> 
 
 
 def _weight_and_bias_grads(d_out, inp, w_dtype, b_dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Σ ∂outᵀ in, Σ ∂out) over rows, by one GEMM: [in ; 1] gives the bias's as the last column."""
-    d_wb = _weight_grad(d_out, torch.cat([inp, inp.new_ones(inp.shape[0], 1)], 1), w_dtype)
-    return d_wb[:, :-1], d_wb[:, -1].to(b_dtype)
+    """(Σ ∂outᵀ in, Σ ∂out) over rows; the bias's as ∂outᵀ 1, a GEMM with one column (MKL's float32
+    accumulation in bf16; a column sum with ``dtype=float32`` is ~7x slower), rather than a last
+    column of [in ; 1], whose copy and odd width cost more (bf16, [4092, 768]ᵀ x [4092, 257]:
+    3.04 vs 2.36 ms + 0.36 ms)."""
+    ones = inp.new_ones(inp.shape[0], 1)
+    return _weight_grad(d_out, inp, w_dtype), _weight_grad(d_out, ones, b_dtype).view(-1)
 
 
 def _carry_state_gradient_in_f32(cell, dtype, score) -> bool:
