@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pipeline.model.dropout as dropout_module  # noqa: E402
+import pipeline.model.linear as linear_module  # noqa: E402
 import pipeline.model.loss as loss_module  # noqa: E402
 import pipeline.model.mixed_gemm as mixed_gemm  # noqa: E402
 import pipeline.model.recurrence as recurrence  # noqa: E402
@@ -64,18 +65,24 @@ def _mixed_gemm(on: bool) -> None:
     mixed_gemm._mkl_gemm_bf16bf16f32 = _mkl_gemm if on else (lambda: None)
 
 
+def _mixed_linear(on: bool) -> None:
+    linear_module._mixed = _mixed if on else (lambda x, weight: False)
+
+
 def _state_grad_f32(on: bool) -> None:
     recurrence._carry_state_gradient_in_f32 = _carry if on else (lambda *args: False)
 
 
 _mkl_gemm = mixed_gemm._mkl_gemm_bf16bf16f32
 _carry = recurrence._carry_state_gradient_in_f32
+_mixed = linear_module._mixed
 SWITCHES = {
     "cpu_kernels": use_cpu_kernels,
     "loss_kernel": _loss_kernel,
     "dropout_kernel": _dropout_kernel,
     "mixed_gemm": _mixed_gemm,
     "state_grad_f32": _state_grad_f32,
+    "mixed_linear": _mixed_linear,
 }
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from pipeline.model.cpu_kernels import cpu_kernels
 from pipeline.model.encoder import EncoderOutput
+from pipeline.model.linear import linear
 
 ADDITIVE_CHUNK_ELEMENTS = 1 << 25  # attend_all bounds its [B, t, S, A] tanh input to this many elements
 
@@ -102,7 +103,7 @@ class BahdanauAttention(nn.Module):
 
     def precompute(self, enc: EncoderOutput) -> torch.Tensor:
         """keys = U_a h_j for every source position [B, S, A]: step-independent, so computed once per batch."""
-        return self.U_a(enc.states)
+        return linear(enc.states, self.U_a.weight)
 
     def attend(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention from an already projected query q = W_a s_{i-1} [B, A].
@@ -182,7 +183,7 @@ class DotProductAttention(nn.Module):
 
     def precompute(self, enc: EncoderOutput) -> torch.Tensor:
         """keys = W h_j (or h_j) for every source position [B, S, Hd]."""
-        return enc.states if self.W is None else self.W(enc.states)
+        return enc.states if self.W is None else linear(enc.states, self.W.weight)
 
     def attend(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """(context [B, 2He], weights [B, S] float32) for the query q = s_{i-1} [B, Hd]."""

@@ -38,6 +38,7 @@ from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.errors import UserError
 from pipeline.model.dropout import Dropout, by_kernel, dropout, dropped_pieces, kernels_for
 from pipeline.model.encoder import EncoderOutput
+from pipeline.model.linear import linear
 from pipeline.model.recurrence import ADDITIVE, DOT, gru_recurrence
 from pipeline.tokenizer import PAD_ID
 
@@ -254,7 +255,7 @@ class Decoder(nn.Module):
         """:meth:`forward` up to the output layer W_o: (t_i after dropout [B, T, R], α or None)."""
         ctx = self.context
         ey = self.dropout(self.embedding(tgt_in)).transpose(0, 1)  # [T, B, E]
-        gi = F.linear(ey, self.weight_ie, self.bias_ih)  # [T, B, 3Hd]: W_ie E y_{i-1} + b_ih, all steps at once
+        gi = linear(ey, self.weight_ie, self.bias_ih)  # [T, B, 3Hd]: W_ie E y_{i-1} + b_ih, all steps at once
         dt = gi.dtype  # the autocast dtype, or the parameters'
         s0 = self.initial_state(enc).to(dt)
         keys = ctx.precompute(enc)
@@ -274,10 +275,10 @@ class Decoder(nn.Module):
         if ctx.static:
             w_r = self.readout.weight
             split = self.hidden_dim + self.emb_dim
-            pre = F.linear(torch.cat([s_seq, ey], -1), w_r[:, :split], self.readout.bias)
-            pre = pre + F.linear(c, w_r[:, split:])  # C_o c, once
+            pre = linear(torch.cat([s_seq, ey], -1), w_r[:, :split], self.readout.bias)
+            pre = pre + linear(c, w_r[:, split:])  # C_o c, once
         else:
-            pre = self.readout(torch.cat([s_seq, ey, c_all], -1))
+            pre = linear(torch.cat([s_seq, ey, c_all], -1), self.readout.weight, self.readout.bias)
         return self._features(pre).transpose(0, 1), attn  # element-wise over R: transposed after
 
     def _recurrence_weights(self) -> tuple[torch.Tensor, torch.Tensor, str, float, torch.Tensor | None]:

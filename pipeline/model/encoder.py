@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.config import ModelConfig, RnnType
 from pipeline.model.dropout import Dropout, dropout
+from pipeline.model.linear import linear
 from pipeline.model.recurrence import gru_recurrence
 from pipeline.tokenizer import PAD_ID
 
@@ -198,7 +198,7 @@ class Encoder(nn.Module):
             for suffix in ("", "_reverse"):
                 w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l{layer}{suffix}") for n in _GRU_PARAMS)
                 inp = reverse_rows(x, rev_rows) if suffix else x
-                gi = F.linear(inp, w_ih, b_ih)  # [S, B, 3He]: W_ih x_t + b_ih for every step
+                gi = linear(inp, w_ih, b_ih)  # [S, B, 3He]: W_ih x_t + b_ih for every step
                 dt = gi.dtype
                 s_all, _, _ = gru_recurrence(gi, gi.new_zeros(bsz, self.hidden_dim), w_hh, b_hh)
                 y = s_all[1:] * keep.to(dt)
