@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One lever's speed ratio, measured by on/off pairs of training steps in one process.
 
-    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|dropout_kernel|mixed_gemm|state_grad_f32
+    python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|dropout_kernel|mixed_gemm|mixed_linear
+    python scripts/bench_pairs.py --switch state_grad_f32
                                    [--precision bf16]
                                    [--reps 6]
     python scripts/bench_pairs.py --switch bf16       # bf16 autocast (on) against fp32 (off): bf16's speed-up
@@ -17,10 +18,12 @@ Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the to
 ``dropout_kernel``, only the dropout and maxout kernels (pipeline/model/dropout.py, decoder.py's
 ``maxout_dropout``); ``mixed_gemm``, MKL's bf16 GEMMs with float32 accumulation
 (pipeline/model/mixed_gemm.py: the loss's weight gradient, the recurrences' ∂s and their weight
-gradients); ``state_grad_f32``, only the bf16 recurrences' backward carrying ∂s in float32 with
-those GEMMs (pipeline/model/recurrence.py); ``bf16``, the precision itself (bf16 autocast vs
-fp32, ``--precision`` ignored): the bf16/fp32 ratio without the drift between bench.py's
-separately timed runs.
+gradients, and those of :func:`pipeline.model.linear.linear`); ``mixed_linear``, only the
+latter: the linear layers' bf16 weight and bias gradients from that GEMM rather than autocast's
+``F.linear`` (pipeline/model/linear.py); ``state_grad_f32``, only the bf16 recurrences'
+backward carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``bf16``, the
+precision itself (bf16 autocast vs fp32, ``--precision`` ignored): the bf16/fp32 ratio without
+the drift between bench.py's separately timed runs.
 Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens).
 """
 
