@@ -6,8 +6,9 @@ transposed: 280-540 GFLOP/s here), rounds it to bf16, then casts it back to floa
 parameter (ToCopyBackward), and sums ∂out for the bias in bf16 before casting that too.
 :func:`linear` computes the same forward, but in the backward takes ∂W straight from MKL's
 bf16 GEMM with float32 accumulation (:func:`pipeline.model.mixed_gemm.transposed_product`,
-1.12-1.23x faster at the model's [O, B·S] x [B·S, I] shapes) and ∂b as a float32 column sum:
-no bf16 rounding of either, and no cast.  The encoder's input projections, the decoder's
+1.12-1.23x faster at the model's [O, B·S] x [B·S, I] shapes) and ∂b as ∂outᵀ 1 from the same
+GEMM (a one-column product: ~7x faster than ``sum(0, dtype=float32)``): no bf16 rounding of
+either, and no cast.  The encoder's input projections, the decoder's
 W_ie E y, the attention keys U_a h and the deep-output readout go through it.
 
 Elsewhere (no autocast, float32 or CUDA autocast, no MKL) it is ``F.linear`` itself.
@@ -43,7 +44,7 @@ class _Bf16Linear(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             d_w = transposed_product(d2, x2.contiguous()).to(w_dtype)  # float32 accumulation, by MKL
         if ctx.needs_input_grad[2]:
-            ones = d2.new_ones(d2.shape[0], 1)  # ∂outᵀ 1 by MKL: ~7x faster than sum(0, dtype=float32)
+            ones = d2.new_ones(d2.shape[0], 1)
             d_b = transposed_product(d2, ones).view(-1).to(b_dtype)
         return d_x, d_w, d_b
 
