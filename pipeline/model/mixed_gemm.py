@@ -9,7 +9,8 @@ is no longer rounded to bf16 once per chunk.  The bf16 recurrences' backward pas
 (pipeline/model/recurrence.py) carries the state's gradient ∂s in float32 and adds each step's
 ∂gh W_hh into it with :func:`add_product`: for the encoder's [B, 768] x [768, 256] that is
 ~0.15 ms against oneDNN's ~0.30 ms for the bf16 ``addmm``, ~90 times a step; and it computes
-the recurrences' weight gradients with :func:`transposed_product`.  torch's CPU builds for
+the recurrences' weight gradients with :func:`transposed_product`, as pipeline/model/linear.py
+does for the linear layers'.  torch's CPU builds for
 x86-64 link MKL into libtorch_cpu and export that symbol; where it is missing (other builds,
 other platforms) or fails its one self-test, these functions run torch ops instead.
 """
