@@ -10,7 +10,10 @@
 // [B, S, A] is stored for the backward pass: it recomputes tanh(k_j + q).
 //
 // keys/states are float32 or bfloat16 (the autocast dtype); all arithmetic is float32.
-// tanh is glibc's vectorised tanhf (libmvec, -ffast-math), accurate to a few ulp.
+// tanh is a rational approximation (rational_tanh below), not glibc's vectorised tanhf: tanh
+// is about half of this kernel's work, and the inline rational made a step's forward x1.11-1.17
+// and its backward x1.13-1.15 faster (B = 186, S = 22, A = 512, C = 1024, 2 threads); alpha,
+// the context and the gradients moved by at most 1.6e-6 of their largest entries.
 
 #include <ATen/Parallel.h>
 
@@ -22,6 +25,24 @@
 
 namespace pipeline_kernels {
 namespace {
+
+// tanh(x) by Eigen's rational approximation (generic_fast_tanh_float: odd degree-13 over even
+// degree-6 polynomial, the input clamped to ±7.9053111 as Eigen does); largest error 3.3e-7 on
+// [-10, 10] against 6e-8 for glibc's tanhf.  No call, so gcc vectorises it inside the loops below.
+inline float rational_tanh(float x) {
+  x = std::fmin(std::fmax(x, -7.90531110763549805f), 7.90531110763549805f);
+  const float x2 = x * x;
+  float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = x2 * p - 8.60467152213735e-11f;
+  p = x2 * p + 5.12229709037114e-08f;
+  p = x2 * p + 1.48572235717979e-05f;
+  p = x2 * p + 6.37261928875436e-04f;
+  p = x2 * p + 4.89352455891786e-03f;
+  float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = x2 * q + 2.26843463243900e-03f;
+  q = x2 * q + 4.89352518554385e-03f;
+  return x * p / q;
+}
 
 void check(const at::Tensor& keys, const at::Tensor& q, const at::Tensor& v,
            const at::Tensor& states, const at::Tensor& mask) {
@@ -87,8 +108,8 @@ void forward_impl(const Step<T>& in, at::Tensor& alpha_out, at::Tensor& context_
         if (!mb[j]) continue;
         const T* kj = kb + j * A;
 #pragma omp simd aligned(t : 64)
-        for (int64_t a = 0; a < A; ++a) t[a] = std::tanh(load(kj, a) + qb[a]);  // (gcc vectorises tanhf
-        e[j] = dot(V, t, A);                                                   //  only outside a reduction)
+        for (int64_t a = 0; a < A; ++a) t[a] = rational_tanh(load(kj, a) + qb[a]);  // (inside the dot's
+        e[j] = dot(V, t, A);                                                       //  reduction: 4x slower)
       }
       float* ab = alpha + b * S;
       softmax_row(e.data(), mb, S, ab);
@@ -148,7 +169,7 @@ void backward_impl(const Step<T>& in, const at::Tensor& alpha, const at::Tensor&
         float* dkj = dkb + j * A;
 #pragma omp simd
         for (int64_t a = 0; a < A; ++a) {
-          const float t = std::tanh(load(kj, a) + qb[a]);
+          const float t = rational_tanh(load(kj, a) + qb[a]);
           dv[a] += de * t;
           const float d_pre = de * V[a] * (1.f - t * t);  // tanh'
           dkj[a] += d_pre;

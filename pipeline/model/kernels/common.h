@@ -45,7 +45,7 @@ float dot(const float* __restrict x, const T* __restrict y, int64_t n) {
 }
 
 // A float scratch row aligned to the cache line, so that the vectorised loops need no scalar
-// peel (scalar tanhf calls) to reach alignment.
+// peel (scalar calls of vectorised math functions) to reach alignment.
 struct AlignedBuffer {
   explicit AlignedBuffer(int64_t n)
       : data(static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64))) {
