@@ -2,8 +2,8 @@
 
 ``auto`` (the training default) means bf16 autocast where the hardware multiplies bf16
 natively, fp32 elsewhere.  Native bf16 is where autocast pays: on this project's CPU (AMX)
-a default-size RNNsearch step runs 2.2-3.0x faster in bf16 (docs/performance.md), and eight
-same-budget fp32/bf16 training pairs ended -0.94 to +0.56 val BLEU apart (mean -0.15; two
+a default-size RNNsearch step runs 2.2-3.0x faster in bf16 (docs/performance.md), and nine
+same-budget fp32/bf16 training pairs ended -0.94 to +0.56 val BLEU apart (mean -0.13; two
 seeds of one precision: 0.98-1.77 apart).  Without native support (a CPU lacking
 AVX512-BF16 and AMX, a pre-Ampere GPU) bf16 is emulated and slower than fp32, so ``auto``
 keeps fp32 there.  Softmax and the loss stay fp32 under autocast.
