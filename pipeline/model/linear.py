@@ -5,11 +5,11 @@ computes the weight's gradient ∂outᵀ x as a bf16 GEMM (oneDNN, its first ope
 transposed: 280-540 GFLOP/s here), rounds it to bf16, then casts it back to float32 for the
 parameter (ToCopyBackward), and sums ∂out for the bias in bf16 before casting that too.
 :func:`linear` computes the same forward, but in the backward takes ∂W straight from MKL's
-bf16 GEMM with float32 accumulation (:func:`pipeline.model.mixed_gemm.transposed_product`,
+bf16 GEMM with float32 accumulation (:func:`pipeline.model.mixed_gemm.weight_grad`,
 1.12-1.23x faster at the model's [O, B·S] x [B·S, I] shapes) and ∂b as ∂outᵀ 1 from the same
-GEMM (a one-column product: ~7x faster than ``sum(0, dtype=float32)``): no bf16 rounding of
-either, and no cast.  The encoder's input projections, the decoder's
-W_ie E y, the attention keys U_a h and the deep-output readout go through it.
+GEMM (:func:`~pipeline.model.mixed_gemm.bias_grad`): no bf16 rounding of either, and no
+cast.  The encoder's input projections, the decoder's W_ie E y, the attention keys U_a h and
+the deep-output readout go through it.
 
 Elsewhere (no autocast, float32 or CUDA autocast, no MKL) it is ``F.linear`` itself.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.model.mixed_gemm import mkl_available, transposed_product
+from pipeline.model.mixed_gemm import bias_grad, mkl_available, weight_grad
 
 
 class _Bf16Linear(torch.autograd.Function):
@@ -38,14 +38,9 @@ class _Bf16Linear(torch.autograd.Function):
         x2, w = ctx.saved_tensors
         x_dtype, w_dtype, b_dtype = ctx.dtypes
         d2 = d_out.reshape(-1, d_out.shape[-1]).to(torch.bfloat16).contiguous()
-        d_x = d_w = d_b = None
-        if ctx.needs_input_grad[0]:
-            d_x = (d2 @ w).view(ctx.shape).to(x_dtype)
-        if ctx.needs_input_grad[1]:
-            d_w = transposed_product(d2, x2.contiguous()).to(w_dtype)  # float32 accumulation, by MKL
-        if ctx.needs_input_grad[2]:
-            ones = d2.new_ones(d2.shape[0], 1)
-            d_b = transposed_product(d2, ones).view(-1).to(b_dtype)
+        d_x = (d2 @ w).view(ctx.shape).to(x_dtype) if ctx.needs_input_grad[0] else None
+        d_w = weight_grad(d2, x2.contiguous(), w_dtype)  # float32 accumulation, by MKL (_mixed: w needs it)
+        d_b = bias_grad(d2, b_dtype) if ctx.needs_input_grad[2] else None
         return d_x, d_w, d_b
 
 

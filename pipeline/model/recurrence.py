@@ -43,7 +43,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.model.cpu_kernels import cpu_kernels
-from pipeline.model.mixed_gemm import add_product, mkl_available, transposed_product
+from pipeline.model.mixed_gemm import add_product, bias_grad, mkl_available, weight_grad
 
 ADDITIVE, DOT, STATIC = "additive", "dot", "static"
 
@@ -242,30 +242,13 @@ class _GruRecurrence(torch.autograd.Function):
             w_dtype, b_dtype, w_ic_dtype = ctx.weight_dtypes
             flat_gq, flat_s = d_gq.flatten(0, 1), s_all[:t_len].flatten(0, 1)
             grads = {"gi": d_gi, "s0": ds}
-            grads["w_q"], grads["b_q"] = _weight_and_bias_grads(flat_gq, flat_s, w_dtype, b_dtype)
+            grads["w_q"], grads["b_q"] = weight_grad(flat_gq, flat_s, w_dtype), bias_grad(flat_gq, b_dtype)
             if score is not None:
-                grads["w_ic"] = _weight_grad(d_gi.flatten(0, 1), c_all.flatten(0, 1), w_ic_dtype)
+                grads["w_ic"] = weight_grad(d_gi.flatten(0, 1), c_all.flatten(0, 1), w_ic_dtype)
                 grads["states"] = torch.bmm(a_all.to(dt).permute(1, 2, 0), d_ctx.transpose(0, 1))
                 grads["keys"], grads["v"] = score.grads(s_all, (keys.dtype, None if v is None else v.dtype))
         names = ("gi", "s0", "w_q", "b_q", "w_ic", "keys", "states", "mask", "v")
         return (*(grads.get(name) for name in names), None, None, None)
-
-
-def _weight_grad(d_out: torch.Tensor, inp: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Σ over rows of ∂outᵀ in, for a weight of ``dtype``: a bf16 product for a float32 weight is
-    accumulated in float32 by MKL (pipeline/model/mixed_gemm.py), never rounded to bf16."""
-    if d_out.dtype == torch.bfloat16 and dtype == torch.float32:
-        return transposed_product(d_out, inp)
-    return (d_out.t() @ inp).to(dtype)
-
-
-def _weight_and_bias_grads(d_out, inp, w_dtype, b_dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Σ ∂outᵀ in, Σ ∂out) over rows; the bias's as ∂outᵀ 1, a GEMM with one column (MKL's float32
-    accumulation in bf16; a column sum with ``dtype=float32`` is ~7x slower), rather than a last
-    column of [in ; 1], whose copy and odd width cost more (bf16, [4092, 768]ᵀ x [4092, 257]:
-    3.04 vs 2.36 ms + 0.36 ms)."""
-    ones = inp.new_ones(inp.shape[0], 1)
-    return _weight_grad(d_out, inp, w_dtype), _weight_grad(d_out, ones, b_dtype).view(-1)
 
 
 def _carry_state_gradient_in_f32(cell, dtype, score) -> bool:
