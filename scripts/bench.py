@@ -2,8 +2,10 @@
 """Performance figures of this machine and this checkout, as a table and JSON.
 
     python scripts/bench.py [--out bench.json] [--threads 2] [--checkpoint CKPT] [--steps 8] [--repeats 3]
+                            [--device auto|cpu|cuda]
 
-* matmul peak (fp32, bf16): a 2048^3 matrix product, median of repeats, read before and after
+* matmul peak (fp32, bf16): a 2048^3 matrix product (8192^3 on CUDA, where 2048^3 is too small
+  to fill the GPU), median of repeats, read before and after
   every model's training runs; the peak is the highest reading (a shared machine reads low while
   another process runs, and one low reading once put the MFU above 100%), all readings in the JSON;
 * training throughput in target tokens/s (forward, backward, Adam step) of both models at
@@ -22,6 +24,10 @@
   from once the free memory training kept is handed back) and the git commit.
 
 The machine is shared and noisy: compare variants by ratios from one run, not across runs.
+``--device auto`` (the default) benchmarks CUDA where it is present, as the trainer's
+``train.device=auto`` would train there; on CUDA every timing synchronizes the device, the fp32
+figures are true fp32 (TF32 off, torch's default for matrix products) and the JSON also holds the
+GPU's peak allocated memory.
 """
 
 from __future__ import annotations
@@ -60,15 +66,25 @@ from pipeline.model import build_model  # noqa: E402
 from pipeline.onednn import set_primitive_cache_capacity  # noqa: E402
 from pipeline.prepare import prepare, train_padding  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
-from pipeline.train import git_commit  # noqa: E402
+from pipeline.train import git_commit, resolve_device  # noqa: E402
+
+CPU = torch.device("cpu")
 
 
-def median_time(fn, repeats: int) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a host clock times it (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, repeats: int, device: torch.device = CPU) -> float:
     fn()  # warm-up
+    synchronize(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -95,9 +111,10 @@ def phase_peak_rss_mb() -> float | None:
     return peak
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats) / 1e9
+def matmul_gflops(dtype: torch.dtype, device: torch.device = CPU, repeats: int = 5) -> float:
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats, device) / 1e9
 
 
 def apply_training_settings() -> None:
@@ -108,14 +125,14 @@ def apply_training_settings() -> None:
     set_primitive_cache_capacity(TrainConfig().onednn_cache)
 
 
-def first_batches(data, count: int, skip: int = 0) -> list:
-    """Batches ``skip`` .. ``skip + count`` of epoch 0 of Multi30k train (4096 tokens, seed 1)."""
+def first_batches(data, count: int, skip: int = 0, device: torch.device = CPU) -> list:
+    """Batches ``skip`` .. ``skip + count`` of epoch 0 of Multi30k train (4096 tokens, seed 1), on ``device``."""
     train = data.splits["train"]
     sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
     batches = []
     for idx in sampler.batches(0)[skip : skip + count]:
         ex = train[idx.tolist()]
-        batches.append(collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()))
+        batches.append(collate(ex["src_ids"], ex["tgt_ids"], idx.tolist()).to(device))
     return batches
 
 
@@ -128,6 +145,7 @@ def train_throughput(
     score: str = "additive",
     luong: bool = False,
     first_sight: bool = False,
+    device: torch.device = CPU,
 ) -> tuple[float, float]:
     """(median target tokens/s, FLOPs per target token) of full training steps, set up as
     pipeline/train.py does by default (fused Adam, ``train.keep_freed_memory``, ``train.onednn_cache``).
@@ -142,9 +160,9 @@ def train_throughput(
     cfg.attention.score = AttentionScore(score)
     if luong:  # conf/model/luong.yaml
         cfg.attention.placement = AttentionPlacement.luong
-    model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt))
+    model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as pipeline/train.py
-    batches = first_batches(data, steps, skip=steps if first_sight else 0)
+    batches = first_batches(data, steps, skip=steps if first_sight else 0, device=device)
     n_tok = sum(int((b.tgt_out != PAD_ID).sum()) for b in batches)
     flops = sum(
         training_flops(cfg, len(data.tokenizer.tgt), b.src_lens.tolist(), (b.tgt_out != PAD_ID).sum(1).tolist())
@@ -154,7 +172,7 @@ def train_throughput(
     def run() -> None:
         model.train()
         for b in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss_sum, _ = model(b.src, b.src_lens, b.tgt_in, b.tgt_out, label_smoothing=0.1)
             loss = loss_sum / int((b.tgt_out != PAD_ID).sum())
             opt.zero_grad(set_to_none=True)
@@ -163,18 +181,20 @@ def train_throughput(
             opt.step()
 
     if first_sight:
+        synchronize(device)
         t0 = time.perf_counter()
         run()
+        synchronize(device)
         return n_tok / (time.perf_counter() - t0), flops / n_tok
-    return n_tok / median_time(run, repeats), flops / n_tok
+    return n_tok / median_time(run, repeats, device), flops / n_tok
 
 
-def decode_throughput(checkpoint: Path, repeats: int) -> dict[str, float]:
+def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU) -> dict[str, float]:
     from pipeline.checkpoint import restore
     from pipeline.data import load_corpus
     from pipeline.search import decode_sequences
 
-    restored = restore(checkpoint)
+    restored = restore(checkpoint, device)
     corpus = load_corpus(to_object(restored.config["data"], DataConfig))
     src_ids = restored.tokenizer.src.encode(list(corpus["test"]["src"]))
     out = {}
@@ -185,10 +205,10 @@ def decode_throughput(checkpoint: Path, repeats: int) -> dict[str, float]:
         for suffix, bf16 in (("", False), ("_bf16", True)):
 
             def run(c=cfg, low=bf16) -> None:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
                     decode_sequences(restored.model, src_ids, c)
 
-            out[name + suffix] = len(src_ids) / median_time(run, repeats)
+            out[name + suffix] = len(src_ids) / median_time(run, repeats, device)
     return out
 
 
@@ -202,7 +222,9 @@ def main() -> None:
     parser.add_argument(
         "--variants", action="store_true", help="also the dot, general and scaled_dot scores and Luong's placement"
     )
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, as train.device=auto) | cpu | cuda")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     set_primitive_cache_capacity(TrainConfig().onednn_cache)  # before this process's first GEMM, as in training
 
@@ -210,7 +232,7 @@ def main() -> None:
 
     def read_peak() -> None:
         for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            readings[precision].append(matmul_gflops(dtype))
+            readings[precision].append(matmul_gflops(dtype, device))
 
     read_peak()
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
@@ -225,18 +247,18 @@ def main() -> None:
         tokens[name] = {}
         for precision in ("fp32", "bf16"):
             bf16 = precision == "bf16"
-            tok_s, fpt = train_throughput(data, context, bf16, args.steps, args.repeats, score, luong)
+            tok_s, fpt = train_throughput(data, context, bf16, args.steps, args.repeats, score, luong, device=device)
             tokens[name][precision] = tok_s
             flops_per_token[name] = fpt
         read_peak()
     peak = {precision: max(values) for precision, values in readings.items()}
     for name in tokens:
         mfu[name] = {p: tokens[name][p] * flops_per_token[name] / (peak[p] * 1e9) for p in ("fp32", "bf16")}
-    first_sight, _ = train_throughput(data, attention, True, args.steps, 1, first_sight=True)
+    first_sight, _ = train_throughput(data, attention, True, args.steps, 1, first_sight=True, device=device)
     rss["train"] = phase_peak_rss_mb()
     release_free_memory()  # as the trainer does before validation
     rss["before_decode"] = _vm_mb("VmRSS")
-    decode = decode_throughput(args.checkpoint, 1) if args.checkpoint.exists() else None
+    decode = decode_throughput(args.checkpoint, 1, device) if args.checkpoint.exists() else None
     rss["decode"] = phase_peak_rss_mb() if decode else None
     whole_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # reset with VmHWM, where it was
     result = {
@@ -253,8 +275,10 @@ def main() -> None:
         # it back before decoding, as the trainer does before validation; "before_decode" is the
         # RSS decoding starts from
         "peak_rss_mb_by_phase": rss,
+        "gpu_peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "commit": git_commit(),
         "settings": {
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": args.threads,
             "steps": args.steps,
             "repeats": args.repeats,
@@ -284,6 +308,8 @@ def main() -> None:
         print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")
     phases = "   ".join(f"{k} {v:.0f}" for k, v in rss.items() if v is not None)
     print(f"padding {result['padding_fraction']:.1%}   peak RSS {result['peak_rss_mb']:.0f} MB ({phases})")
+    if device.type == "cuda":
+        print(f"GPU {result['settings']['device']}: peak allocated {result['gpu_peak_allocated_mb']:.0f} MB")
     print(f"commit {result['commit']}")
     print(f"wrote {args.out}")
 
