@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA paths, end to end, on a machine with a GPU (CI has none; about 8 minutes on one H200):
+# The CUDA paths, end to end, on a machine with a GPU (CI has none; about 7 minutes on one H200):
 #
 #   scripts/check_cuda.sh [OUT_DIR]        # default runs/cuda_check
 #
@@ -9,7 +9,7 @@
 #    (bf16 where the GPU multiplies it natively), then its evaluation on test with beam-5;
 # 3. 20 updates of the same through torchrun with one process per GPU (DDP over NCCL);
 # 4. scripts/bench.py --device cuda, decoding with the checkpoint of step 2;
-# 5. scripts/compare.sh quick with a 1-minute training budget per model, report included.
+# 5. scripts/compare.sh quick with a 30-second training budget per model, report included.
 # Each step runs under a time limit and logs to OUT_DIR/NAME.log; a failed step is reported and
 # the next one still runs; the exit status is non-zero if any step failed.
 set -uo pipefail
@@ -46,7 +46,7 @@ step evaluate 120 "$PY" -m pipeline.evaluate "checkpoint=$run/checkpoints/best.p
 step ddp 180 "$PY" -m torch.distributed.run --nproc_per_node=1 -m pipeline.train model=bahdanau \
   "run_dir=$out/ddp" train.max_steps=20 train.max_epochs=null train.eval_every=20 train.eval_max_sentences=100
 step bench 300 "$PY" scripts/bench.py --device cuda --checkpoint "$run/checkpoints/best.pt" --out "$out/bench.json"
-step compare 420 scripts/compare.sh quick --out "$out/quick" train.max_minutes=1
+step compare 420 scripts/compare.sh quick --out "$out/quick" train.max_minutes=0.5
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "check_cuda: FAILED: ${failed[*]} (logs in $out)"
