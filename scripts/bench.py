@@ -125,10 +125,14 @@ def apply_training_settings() -> None:
     set_primitive_cache_capacity(TrainConfig().onednn_cache)
 
 
-def first_batches(data, count: int, skip: int = 0, device: torch.device = CPU) -> list:
-    """Batches ``skip`` .. ``skip + count`` of epoch 0 of Multi30k train (4096 tokens, seed 1), on ``device``."""
+def first_batches(
+    data, count: int, skip: int = 0, device: torch.device = CPU, max_tokens: int = 4096, max_sentences: int = 512
+) -> list:
+    """Batches ``skip`` .. ``skip + count`` of epoch 0 of Multi30k train (seed 1), on ``device``; by default
+    the budget of conf/train.yaml's ``batch``."""
     train = data.splits["train"]
-    sampler = BucketBatchSampler(column_array(train, "src_len"), column_array(train, "tgt_len"), 4096, 512, seed=1)
+    lengths = column_array(train, "src_len"), column_array(train, "tgt_len")
+    sampler = BucketBatchSampler(*lengths, max_tokens, max_sentences, seed=1)
     batches = []
     for idx in sampler.batches(0)[skip : skip + count]:
         ex = train[idx.tolist()]

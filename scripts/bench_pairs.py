@@ -6,6 +6,7 @@
                                    [--precision bf16]
                                    [--reps 6]
     python scripts/bench_pairs.py --switch bf16       # bf16 autocast (on) against fp32 (off): bf16's speed-up
+                                   [--device cuda] [--max-tokens 16384]
 
 This machine is shared and its speed drifts by 10-30% within minutes, which swamps a lever of a
 few percent when the two variants run in separate processes (``bench_ab.py``) or even in
@@ -24,7 +25,10 @@ latter: the linear layers' bf16 weight and bias gradients from that GEMM rather 
 backward carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``bf16``, the
 precision itself (bf16 autocast vs fp32, ``--precision`` ignored): the bf16/fp32 ratio without
 the drift between bench.py's separately timed runs.
-Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens).
+Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens; another
+budget with ``--max-tokens``, at most ``max-tokens / 8`` sentences, and no fewer than 512). On the
+CPU by default; ``--device cuda`` times the same on the GPU (each step synchronized), where only
+the ``bf16`` switch applies (the others switch CPU paths).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from pipeline.prepare import prepare  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
 
 sys.path.insert(0, str(REPO / "scripts"))
-from bench import apply_training_settings, first_batches  # noqa: E402
+from bench import apply_training_settings, first_batches, synchronize  # noqa: E402
 
 
 def _loss_kernel(on: bool) -> None:
@@ -95,7 +99,12 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     parser.add_argument("--reps", type=int, default=6, help="passes over the 6 batches (pairs = 6 x reps)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="padded positions per batch")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and args.switch != "bf16":
+        parser.error(f"--switch {args.switch} switches a CPU path; on --device cuda only --switch bf16 applies")
     torch.set_num_threads(args.threads)
     apply_training_settings()
     autocast = {"bf16": args.precision == "bf16"}
@@ -107,17 +116,20 @@ def main() -> None:
 
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
     torch.manual_seed(0)
-    model = build_model(ModelConfig(), len(data.tokenizer.src), len(data.tokenizer.tgt)).train()
+    model = build_model(ModelConfig(), len(data.tokenizer.src), len(data.tokenizer.tgt)).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-    batches = first_batches(data, 6)
+    budget = {"max_tokens": args.max_tokens, "max_sentences": max(512, args.max_tokens // 8)}
+    batches = first_batches(data, 6, device=device, **budget)
 
     def step(b) -> float:
+        synchronize(device)
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast["bf16"]):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast["bf16"]):
             loss_sum, _ = model(b.src, b.src_lens, b.tgt_in, b.tgt_out, label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         (loss_sum / int((b.tgt_out != PAD_ID).sum())).backward()
         opt.step()
+        synchronize(device)
         return time.perf_counter() - t0
 
     for on in (True, False):  # warm-up: every GEMM shape compiled, every kernel built, both ways
