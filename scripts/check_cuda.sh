@@ -6,8 +6,8 @@
 # 1. the tests marked gpu (a bf16 autocast training step and beam search on CUDA against the
 #    CPU) and the precision tests;
 # 2. 300 updates of the default RNNsearch with train.device=auto (CUDA) and train.precision=auto
-#    (bf16 where the GPU multiplies it natively), then its evaluation on test with beam-5;
-# 3. 20 updates of the same through torchrun with one process per GPU (DDP over NCCL);
+#    (fp32 on CUDA: pipeline/precision.py), then its evaluation on test with beam-5;
+# 3. 20 updates of the same in bf16 through torchrun with one process per GPU (DDP over NCCL);
 # 4. scripts/bench.py --device cuda, decoding with the checkpoint of step 2;
 # 5. scripts/compare.sh quick with a 30-second training budget per model, report included.
 # Each step runs under a time limit and logs to OUT_DIR/NAME.log; a failed step is reported and
@@ -44,7 +44,7 @@ step train 240 "$PY" -m pipeline.train model=bahdanau "run_dir=$run" train.max_s
   train.early_stop_patience=0 train.eval_every=150 train.eval_max_sentences=500 train.log_every=50
 step evaluate 120 "$PY" -m pipeline.evaluate "checkpoint=$run/checkpoints/best.pt" split=test decode=beam
 step ddp 180 "$PY" -m torch.distributed.run --nproc_per_node=1 -m pipeline.train model=bahdanau \
-  "run_dir=$out/ddp" train.max_steps=20 train.max_epochs=null train.eval_every=20 train.eval_max_sentences=100
+  "run_dir=$out/ddp" train.precision=bf16 train.max_steps=20 train.max_epochs=null train.eval_every=20 train.eval_max_sentences=100
 step bench 300 "$PY" scripts/bench.py --device cuda --checkpoint "$run/checkpoints/best.pt" --out "$out/bench.json"
 step compare 420 scripts/compare.sh quick --out "$out/quick" train.max_minutes=0.5
 

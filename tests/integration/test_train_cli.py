@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from tinydata import REPO, TINY_OVERRIDES, write_slice
 
-from pipeline.precision import native_bf16
+from pipeline.precision import cpu_native_bf16
 
 
 def run_train(tmp_path, *overrides):
@@ -44,7 +43,7 @@ def test_train_cli_writes_every_output(tmp_path, model):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["step"] == 6 and summary["model"] == model
     # train.precision defaults to auto: the manifest records what it resolved to here
-    expected = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    expected = "bf16" if cpu_native_bf16() else "fp32"
     assert json.loads((run_dir / "manifest.json").read_text())["precision"] == expected
     assert summary["precision"] == expected and f"precision {expected} (train.precision=auto)" in proc.stdout
 

@@ -1,4 +1,4 @@
-"""train.precision=auto: bf16 exactly where the device multiplies bf16 natively."""
+"""train.precision=auto: bf16 exactly on a CPU that multiplies bf16 natively (the faster precision there)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.config import Precision
-from pipeline.precision import autocast_for, native_bf16, use_bf16
+from pipeline.precision import autocast_for, cpu_native_bf16, use_bf16
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -33,22 +33,15 @@ def test_auto_on_the_cpu_follows_its_bf16_instructions(monkeypatch, avx512_bf16,
     assert use_bf16("auto", CPU) is expected
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_on_cuda_ignores_emulated_bf16(monkeypatch, native):
-    asked = {}
-
-    def is_bf16_supported(including_emulation: bool = True) -> bool:
-        asked["emulation"] = including_emulation
-        return native
-
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
-    assert use_bf16(Precision.auto, CUDA) is native
-    assert asked["emulation"] is False
+def test_auto_on_cuda_is_fp32_and_bf16_can_be_forced():
+    """Kernel launches bound this model's step on a GPU, where bf16 measured slower (pipeline/precision.py)."""
+    assert not use_bf16(Precision.auto, CUDA)
+    assert use_bf16(Precision.bf16, CUDA)
 
 
 def test_auto_matches_this_machine():
     flags = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert native_bf16(CPU) is flags
+    assert cpu_native_bf16() is flags
 
 
 def test_unknown_precision_fails():
