@@ -2,6 +2,7 @@
 """One lever's speed ratio, measured by on/off pairs of training steps in one process.
 
     python scripts/bench_pairs.py --switch cpu_kernels|loss_kernel|dropout_kernel|mixed_gemm|mixed_linear
+    python scripts/bench_pairs.py --switch packed_gemm --precision fp32
     python scripts/bench_pairs.py --switch state_grad_f32
                                    [--precision bf16]
                                    [--reps 6]
@@ -22,7 +23,9 @@ Switches (runtime, no rebuild): ``cpu_kernels``, all fused CPU kernels vs the to
 gradients, and those of :func:`pipeline.model.linear.linear`); ``mixed_linear``, only the
 latter: the linear layers' bf16 weight and bias gradients from that GEMM rather than autocast's
 ``F.linear`` (pipeline/model/linear.py); ``state_grad_f32``, only the bf16 recurrences'
-backward carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``bf16``, the
+backward carrying ∂s in float32 with those GEMMs (pipeline/model/recurrence.py); ``packed_gemm``,
+the fp32 recurrences' per-step products from a weight packed once by MKL
+(pipeline/model/packed_gemm.py) vs ``torch.addmm``; ``bf16``, the
 precision itself (bf16 autocast vs fp32, ``--precision`` ignored): the bf16/fp32 ratio without
 the drift between bench.py's separately timed runs.
 Default model and batches as ``bench.py`` (the first 6 batches of epoch 0, 4096 tokens; another
@@ -48,6 +51,7 @@ import pipeline.model.dropout as dropout_module  # noqa: E402
 import pipeline.model.linear as linear_module  # noqa: E402
 import pipeline.model.loss as loss_module  # noqa: E402
 import pipeline.model.mixed_gemm as mixed_gemm  # noqa: E402
+import pipeline.model.packed_gemm as packed_gemm  # noqa: E402
 import pipeline.model.recurrence as recurrence  # noqa: E402
 from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
@@ -76,6 +80,10 @@ def _mixed_linear(on: bool) -> None:
     linear_module._mixed = _mixed if on else (lambda x, weight: False)
 
 
+def _packed_gemm(on: bool) -> None:
+    packed_gemm._mkl_packed_sgemm = _packed if on else (lambda: None)
+
+
 def _state_grad_f32(on: bool) -> None:
     recurrence._carry_state_gradient_in_f32 = _carry if on else (lambda *args: False)
 
@@ -83,6 +91,7 @@ def _state_grad_f32(on: bool) -> None:
 _mkl_gemm = mixed_gemm._mkl_gemm_bf16bf16f32
 _carry = recurrence._carry_state_gradient_in_f32
 _mixed = linear_module._mixed
+_packed = packed_gemm._mkl_packed_sgemm
 SWITCHES = {
     "cpu_kernels": use_cpu_kernels,
     "loss_kernel": _loss_kernel,
@@ -90,6 +99,7 @@ SWITCHES = {
     "mixed_gemm": _mixed_gemm,
     "state_grad_f32": _state_grad_f32,
     "mixed_linear": _mixed_linear,
+    "packed_gemm": _packed_gemm,
 }
 
 

@@ -19,34 +19,23 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
-from pathlib import Path
 
 import torch
 
-log = logging.getLogger(__name__)
-
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
-_INT32_MAX = 2**31 - 1
+from pipeline.model.mkl import INT32_MAX, NO_TRANS, ROW_MAJOR, TRANS, mkl_function, self_tested
 
 
 @functools.cache
 def _mkl_gemm_bf16bf16f32():
     """MKL's ``cblas_gemm_bf16bf16f32`` from the library torch has loaded, or None."""
-    libs = sorted((Path(torch.__file__).parent / "lib").glob("libtorch_cpu.*"))
-    try:
-        fn = ctypes.CDLL(str(libs[0])).cblas_gemm_bf16bf16f32
-    except (IndexError, OSError, AttributeError):
-        return None
-    fn.restype = None
-    fn.argtypes = [ctypes.c_int] * 6 + [
-        ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-        ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
-    ]  # fmt: skip
-    if not _self_test(fn):  # e.g. an ILP64 MKL, whose integers are 64-bit
-        log.warning("MKL's cblas_gemm_bf16bf16f32 failed its self-test; using torch ops for bf16 weight gradients")
-        return None
-    return fn
+    fn = mkl_function(
+        "cblas_gemm_bf16bf16f32", None, [ctypes.c_int] * 6 + [
+            ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+            ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
+        ],
+    )  # fmt: skip
+    found = self_tested((fn,), _self_test, "using torch ops for bf16 weight gradients")
+    return found and found[0]
 
 
 def _self_test(fn) -> bool:
@@ -62,8 +51,8 @@ def _call(fn, acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, transpose_a: 
     """acc = op(a) b + beta acc, all row-major and contiguous; op(a) = aᵀ or a."""
     m, n = acc.shape
     k = a.shape[0] if transpose_a else a.shape[1]
-    op_a = _TRANS if transpose_a else _NO_TRANS
-    fn(_ROW_MAJOR, op_a, _NO_TRANS, m, n, k, 1.0, a.data_ptr(), a.shape[1], b.data_ptr(), n, beta, acc.data_ptr(), n)
+    op_a = TRANS if transpose_a else NO_TRANS
+    fn(ROW_MAJOR, op_a, NO_TRANS, m, n, k, 1.0, a.data_ptr(), a.shape[1], b.data_ptr(), n, beta, acc.data_ptr(), n)
 
 
 def mkl_available() -> bool:
@@ -79,7 +68,7 @@ def _usable(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
         and a.dtype == b.dtype == torch.bfloat16
         and acc.dtype == torch.float32
         and all(t.is_contiguous() for t in (acc, a, b))
-        and max(acc.numel(), a.numel(), b.numel()) <= _INT32_MAX
+        and max(acc.numel(), a.numel(), b.numel()) <= INT32_MAX
     )
     return fn if usable else None
 

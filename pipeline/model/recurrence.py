@@ -35,7 +35,9 @@ float32 (:func:`_carry_state_gradient_in_f32`).
 On the CPU two pieces of each step run as compiled kernels (pipeline/model/cpu_kernels.py):
 the additive score, softmax and context (one object per score kind below holds its
 per-step work and its backward), and the GRU gates and update; elsewhere, or with
-``cpu_kernels=false``, the same arithmetic runs as torch ops.
+``cpu_kernels=false``, the same arithmetic runs as torch ops.  In fp32 on the CPU each step's
+products with W_q and W_ic (and their transposes in the backward) use a copy of the weight that
+MKL packed once per call (pipeline/model/packed_gemm.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import torch
 
 from pipeline.model.cpu_kernels import cpu_kernels
 from pipeline.model.mixed_gemm import add_product, bias_grad, mkl_available, weight_grad
+from pipeline.model.packed_gemm import RepeatedWeight
 
 ADDITIVE, DOT, STATIC = "additive", "dot", "static"
 
@@ -186,16 +189,16 @@ class _GruRecurrence(torch.autograd.Function):
                 a_all = torch.empty(t_len, b, keys.shape[1], dtype=torch.float32, device=gi.device)
             else:
                 c_all, a_all = gi.new_empty(0), gi.new_empty(0)
-            w_q_t = w_q.t()
-            w_ic_t = w_ic.t() if score is not None else None
+            q_weight = RepeatedWeight(w_q, transpose=True, rows=b)  # fp32 on the CPU: packed once, by MKL
+            ic_weight = RepeatedWeight(w_ic, transpose=True, rows=b) if score is not None else None
             cell = _cell_kernels(gi)
             cell_forward = _cell_forward if cell is None else cell.gru_cell_forward  # kernels/gru_cell.cpp
             for i in range(t_len):
                 s = s_all[i]
-                gq = torch.addmm(b_q, s, w_q_t)
+                gq = q_weight.addmm(b_q, s)
                 if score is not None:
                     score.forward(i, s, gq[:, 3 * hd :], a_all[i], c_all[i])
-                    step_gi = torch.addmm(gi[i], c_all[i], w_ic_t)
+                    step_gi = ic_weight.addmm(gi[i], c_all[i])
                 else:
                     step_gi = gi[i]
                 cell_forward(step_gi, gq, s, rz_all[i], n_all[i], ghn_all[i], s_all[i + 1])
@@ -221,6 +224,8 @@ class _GruRecurrence(torch.autograd.Function):
                 score.start_backward()
             cell = _cell_kernels(s_all)
             carry_f32 = _carry_state_gradient_in_f32(cell, dt, score)
+            q_weight = None if carry_f32 else RepeatedWeight(w_q, transpose=False, rows=b)
+            ic_weight = RepeatedWeight(w_ic, transpose=False, rows=b) if score is not None else None
             ds = d_s_all[t_len].to(torch.float32 if carry_f32 else dt, copy=True)
             for i in reversed(range(t_len)):
                 if cell is not None:  # pipeline/model/kernels/gru_cell.cpp
@@ -230,13 +235,12 @@ class _GruRecurrence(torch.autograd.Function):
                 else:
                     ds = _cell_backward(ds, s_all[i], rz_all[i], n_all[i], ghn_all[i], d_gi[i], d_gq[i, :, : 3 * hd])
                 if score is not None:
-                    dc = torch.addmm(d_c_all[i], d_gi[i], w_ic)  # ∂c_i: from gi and from the readout
-                    d_ctx[i] = dc
+                    dc = ic_weight.addmm(d_c_all[i], d_gi[i], out=d_ctx[i])  # ∂c_i: from gi and from the readout
                     ds = score.backward(i, a_all[i], dc, d_gq[i, :, 3 * hd :], ds)
                 if carry_f32:
                     add_product(ds, d_gq[i], w_q)  # float32 += bf16 x bf16, by MKL
                 else:
-                    ds = torch.addmm(ds, d_gq[i], w_q)
+                    ds = q_weight.addmm(ds, d_gq[i])
                 ds += d_s_all[i]
             ds = ds.to(dt)
             w_dtype, b_dtype, w_ic_dtype = ctx.weight_dtypes
