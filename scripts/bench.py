@@ -226,8 +226,12 @@ def main() -> None:
     parser.add_argument(
         "--variants", action="store_true", help="also the dot, general and scaled_dot scores and Luong's placement"
     )
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, as train.device=auto) | cpu | cuda")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present (as train.device)"
+    )
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but CUDA is not available here; use --device auto or cpu")
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     set_primitive_cache_capacity(TrainConfig().onednn_cache)  # before this process's first GEMM, as in training

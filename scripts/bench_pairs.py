@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=4096, help="padded positions per batch")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but CUDA is not available here")
     if device.type == "cuda" and args.switch != "bf16":
         parser.error(f"--switch {args.switch} switches a CPU path; on --device cuda only --switch bf16 applies")
     torch.set_num_threads(args.threads)
