@@ -44,7 +44,8 @@ step train 240 "$PY" -m pipeline.train model=bahdanau "run_dir=$run" train.max_s
   train.early_stop_patience=0 train.eval_every=150 train.eval_max_sentences=500 train.log_every=50
 step evaluate 120 "$PY" -m pipeline.evaluate "checkpoint=$run/checkpoints/best.pt" split=test decode=beam
 step ddp 180 "$PY" -m torch.distributed.run --nproc_per_node=1 -m pipeline.train model=bahdanau \
-  "run_dir=$out/ddp" train.precision=bf16 train.max_steps=20 train.max_epochs=null train.eval_every=20 train.eval_max_sentences=100
+  "run_dir=$out/ddp" train.precision=bf16 train.max_steps=20 train.max_epochs=null train.eval_every=20 \
+  train.eval_max_sentences=100
 step bench 300 "$PY" scripts/bench.py --device cuda --checkpoint "$run/checkpoints/best.pt" --out "$out/bench.json"
 step compare 420 scripts/compare.sh quick --out "$out/quick" train.max_minutes=0.5
 
