@@ -111,6 +111,15 @@ def phase_peak_rss_mb() -> float | None:
     return peak
 
 
+def gpu_peak_mb(device: torch.device) -> float | None:
+    """CUDA memory allocated at its peak since the last call, in MB (the peak is then reset); None off CUDA."""
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
 def matmul_gflops(dtype: torch.dtype, device: torch.device = CPU, repeats: int = 5) -> float:
     n = 8192 if device.type == "cuda" else 2048
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
@@ -251,13 +260,16 @@ def main() -> None:
     if args.variants:
         systems += [(score, attention, score, False) for score in ("dot", "general", "scaled_dot")]
         systems.append(("luong", attention, "general", True))
+    gpu_peaks = {"train": 0.0}
     for name, context, score, luong in systems:
         tokens[name] = {}
         for precision in ("fp32", "bf16"):
             bf16 = precision == "bf16"
+            gpu_peak_mb(device)  # the peak readings' 8192^3 operands are not training's
             tok_s, fpt = train_throughput(data, context, bf16, args.steps, args.repeats, score, luong, device=device)
             tokens[name][precision] = tok_s
             flops_per_token[name] = fpt
+            gpu_peaks["train"] = max(gpu_peaks["train"], gpu_peak_mb(device) or 0.0)
         read_peak()
     peak = {precision: max(values) for precision, values in readings.items()}
     for name in tokens:
@@ -266,7 +278,9 @@ def main() -> None:
     rss["train"] = phase_peak_rss_mb()
     release_free_memory()  # as the trainer does before validation
     rss["before_decode"] = _vm_mb("VmRSS")
+    gpu_peaks["train"] = max(gpu_peaks["train"], gpu_peak_mb(device) or 0.0)  # the first-sight run
     decode = decode_throughput(args.checkpoint, 1, device) if args.checkpoint.exists() else None
+    gpu_peaks["decode"] = gpu_peak_mb(device) if decode else None
     rss["decode"] = phase_peak_rss_mb() if decode else None
     whole_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # reset with VmHWM, where it was
     result = {
@@ -283,7 +297,8 @@ def main() -> None:
         # it back before decoding, as the trainer does before validation; "before_decode" is the
         # RSS decoding starts from
         "peak_rss_mb_by_phase": rss,
-        "gpu_peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        # CUDA: the peak memory allocated by the training runs (the largest) and by decoding
+        "gpu_peak_allocated_mb": gpu_peaks if device.type == "cuda" else None,
         "commit": git_commit(),
         "settings": {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -317,7 +332,8 @@ def main() -> None:
     phases = "   ".join(f"{k} {v:.0f}" for k, v in rss.items() if v is not None)
     print(f"padding {result['padding_fraction']:.1%}   peak RSS {result['peak_rss_mb']:.0f} MB ({phases})")
     if device.type == "cuda":
-        print(f"GPU {result['settings']['device']}: peak allocated {result['gpu_peak_allocated_mb']:.0f} MB")
+        peaks = "   ".join(f"{k} {v:.0f}" for k, v in gpu_peaks.items() if v is not None)
+        print(f"GPU {result['settings']['device']}: peak memory allocated, MB: {peaks}")
     print(f"commit {result['commit']}")
     print(f"wrote {args.out}")
 

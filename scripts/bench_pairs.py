@@ -115,6 +115,8 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but CUDA is not available here")
+    if args.switch == "packed_gemm" and args.precision != "fp32":
+        parser.error("--switch packed_gemm switches an fp32 path; add --precision fp32")
     if device.type == "cuda" and args.switch != "bf16":
         parser.error(f"--switch {args.switch} switches a CPU path; on --device cuda only --switch bf16 applies")
     torch.set_num_threads(args.threads)

@@ -73,6 +73,8 @@ class RepeatedWeight:
             return
         get_size, pack, self._compute = functions
         size = get_size(B_MATRIX, rows, self.n, self.k)
+        if size < 4 * self.k * self.n:  # not a packed float32 copy of W: a mismatched MKL; never write past it
+            return
         self.packed = torch.empty((size + 3) // 4, dtype=torch.float32)  # bytes; torch aligns to 64
         ld = w.shape[1]
         op = TRANS if transpose else NO_TRANS
@@ -86,7 +88,7 @@ class RepeatedWeight:
             out = torch.empty(self.rows, self.n, dtype=torch.float32)
         elif out.shape != (self.rows, self.n) or out.dtype != torch.float32 or not out.is_contiguous():
             return torch.addmm(c, x, self.w_op, out=out)
-        if c.data_ptr() != out.data_ptr():
+        if c is not out:
             out.copy_(c)
         n = self.n
         self._compute(

@@ -9,7 +9,8 @@ import sys
 import pytest
 from tinydata import REPO, TINY_OVERRIDES, write_slice
 
-from pipeline.precision import cpu_native_bf16
+from pipeline.precision import use_bf16
+from pipeline.train import resolve_device
 
 
 def run_train(tmp_path, *overrides):
@@ -42,8 +43,8 @@ def test_train_cli_writes_every_output(tmp_path, model):
     assert ("attn_entropy" in val[0]) == (model == "bahdanau")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["step"] == 6 and summary["model"] == model
-    # train.precision defaults to auto: the manifest records what it resolved to here
-    expected = "bf16" if cpu_native_bf16() else "fp32"
+    # train.precision and train.device default to auto: the manifest records what they resolved to here
+    expected = "bf16" if use_bf16("auto", resolve_device("auto")) else "fp32"
     assert json.loads((run_dir / "manifest.json").read_text())["precision"] == expected
     assert summary["precision"] == expected and f"precision {expected} (train.precision=auto)" in proc.stdout
 

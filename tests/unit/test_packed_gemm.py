@@ -7,9 +7,19 @@ import pytest
 import torch
 
 import pipeline.model.packed_gemm as packed_gemm
+from pipeline.model.mkl import mkl_function
 from pipeline.model.packed_gemm import RepeatedWeight, packed_sgemm_available
 
 ROWS, K, N = 37, 70, 45
+
+
+def _require_packed_sgemm():
+    """Skip where torch's build lacks the symbols; where it has them, the packed path must work (a
+    bug in it would fail the self-test and silently fall back to torch.addmm otherwise)."""
+    names = ("cblas_sgemm_pack_get_size", "cblas_sgemm_pack", "cblas_sgemm_compute")
+    if any(mkl_function(name, None, []) is None for name in names):
+        pytest.skip("this torch build does not export MKL's packed SGEMM")
+    assert packed_sgemm_available(), "MKL's packed SGEMM is there but failed its self-test"
 
 
 def _operands(transpose: bool, bias_shape: tuple):
@@ -22,8 +32,7 @@ def _operands(transpose: bool, bias_shape: tuple):
 @pytest.mark.parametrize("transpose", [True, False])
 @pytest.mark.parametrize("bias_shape", [(N,), (ROWS, N)])
 def test_packed_product_equals_addmm(transpose, bias_shape):
-    if not packed_sgemm_available():
-        pytest.skip("this torch build does not export MKL's packed SGEMM")
+    _require_packed_sgemm()
     w, x, c, want = _operands(transpose, bias_shape)
     weight = RepeatedWeight(w, transpose, ROWS)
     assert weight.packed is not None
@@ -35,14 +44,13 @@ def test_packed_product_equals_addmm(transpose, bias_shape):
 
 
 def test_in_place_into_c():
-    if not packed_sgemm_available():
-        pytest.skip("this torch build does not export MKL's packed SGEMM")
+    _require_packed_sgemm()
     w, x, c, want = _operands(False, (ROWS, N))
     assert RepeatedWeight(w, False, ROWS).addmm(c, x, out=c) is c
     torch.testing.assert_close(c, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["mkl missing", "bf16", "other row count", "non-contiguous input"])
+@pytest.mark.parametrize("case", ["mkl missing", "bf16", "other row count", "non-contiguous input", "strided out"])
 def test_falls_back_to_addmm(monkeypatch, case):
     w, x, c, want = _operands(True, (N,))
     if case == "mkl missing":
@@ -57,15 +65,17 @@ def test_falls_back_to_addmm(monkeypatch, case):
         wide[:, ::2] = x
         x = wide[:, ::2]
     tolerance = {"atol": 0.1, "rtol": 2**-7} if case == "bf16" else {"atol": 1e-5, "rtol": 1e-5}
-    torch.testing.assert_close(weight.addmm(c, x), want, **tolerance)
+    out = torch.zeros(ROWS, 2 * N)[:, ::2] if case == "strided out" else None
+    got = weight.addmm(c, x, out=out)
+    assert out is None or got.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(got, want, **tolerance)
 
 
 def test_self_test_passes_inside_bf16_autocast_and_a_failed_one_falls_back(monkeypatch, caplog):
     """The first caller may run under CPU autocast; an MKL whose products come out wrong (an ILP64
     build, say) is refused with one warning, and the products then run through torch.addmm."""
+    _require_packed_sgemm()
     raw = packed_gemm._mkl_packed_sgemm.__wrapped__
-    if raw() is None:
-        pytest.skip("this torch build does not export MKL's packed SGEMM")
     monkeypatch.setattr(packed_gemm, "_mkl_packed_sgemm", raw)  # uncached: the self-test runs again
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert packed_sgemm_available()

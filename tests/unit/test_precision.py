@@ -33,8 +33,10 @@ def test_auto_on_the_cpu_follows_its_bf16_instructions(monkeypatch, avx512_bf16,
     assert use_bf16("auto", CPU) is expected
 
 
-def test_auto_on_cuda_is_fp32_and_bf16_can_be_forced():
-    """Kernel launches bound this model's step on a GPU, where bf16 measured slower (pipeline/precision.py)."""
+def test_auto_on_cuda_is_fp32_and_bf16_can_be_forced(monkeypatch):
+    """Kernel launches bound this model's step on a GPU, where bf16 measured slower (pipeline/precision.py),
+    even on one that multiplies bf16 natively."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert not use_bf16(Precision.auto, CUDA)
     assert use_bf16(Precision.bf16, CUDA)
 
