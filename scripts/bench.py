@@ -135,13 +135,14 @@ def apply_training_settings() -> None:
 
 
 def first_batches(
-    data, count: int, skip: int = 0, device: torch.device = CPU, max_tokens: int = 4096, max_sentences: int = 512
+    data, count: int, skip: int = 0, device: torch.device = CPU, batch: BatchConfig | None = None
 ) -> list:
     """Batches ``skip`` .. ``skip + count`` of epoch 0 of Multi30k train (seed 1), on ``device``; by default
-    the budget of conf/train.yaml's ``batch``."""
+    with the training default's budget (``BatchConfig``: 4096 tokens, 512 sentences)."""
+    batch = batch or BatchConfig()
     train = data.splits["train"]
     lengths = column_array(train, "src_len"), column_array(train, "tgt_len")
-    sampler = BucketBatchSampler(*lengths, max_tokens, max_sentences, seed=1)
+    sampler = BucketBatchSampler(*lengths, batch.max_tokens, batch.max_sentences, seed=1)
     batches = []
     for idx in sampler.batches(0)[skip : skip + count]:
         ex = train[idx.tolist()]
@@ -305,7 +306,7 @@ def main() -> None:
             "threads": args.threads,
             "steps": args.steps,
             "repeats": args.repeats,
-            "max_tokens": 4096,
+            "max_tokens": BatchConfig().max_tokens,
             "checkpoint": str(args.checkpoint) if decode else None,
             "torch": torch.__version__,
         },

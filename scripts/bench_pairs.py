@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=6, help="passes over the 6 batches (pairs = 6 x reps)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="padded positions per batch")
+    parser.add_argument("--max-tokens", type=int, default=BatchConfig().max_tokens, help="padded positions per batch")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -132,8 +132,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(ModelConfig(), len(data.tokenizer.src), len(data.tokenizer.tgt)).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-    budget = {"max_tokens": args.max_tokens, "max_sentences": max(512, args.max_tokens // 8)}
-    batches = first_batches(data, 6, device=device, **budget)
+    default = BatchConfig()
+    budget = BatchConfig(args.max_tokens, max(default.max_sentences, args.max_tokens // 8))
+    batches = first_batches(data, 6, device=device, batch=budget)
 
     def step(b) -> float:
         synchronize(device)
