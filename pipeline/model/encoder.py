@@ -196,7 +196,7 @@ class Encoder(nn.Module):
         sizes = emb.batch_sizes
         lengths = (torch.arange(int(sizes[0]))[None, :] < sizes[:, None]).sum(0)  # sorted order, longest first
         reverse = reversed_within_length(sizes, lengths).to(emb.data.device)
-        s0 = emb.data.new_zeros(int(sizes[0]), self.hidden_dim)
+        steps = sizes.tolist()
         x = emb.data  # [N, E]: the real positions only
         for layer in range(rnn.num_layers):
             if layer > 0:
@@ -206,7 +206,7 @@ class Encoder(nn.Module):
                 w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l{layer}{suffix}") for n in _GRU_PARAMS)
                 inp = _PermuteRows.apply(x, reverse) if suffix else x
                 gi = linear(inp, w_ih, b_ih)  # [N, 3He]: W_ih x_t + b_ih for every real position
-                y = packed_gru_recurrence(gi, s0.to(gi.dtype), w_hh, b_hh, sizes.tolist())
+                y = packed_gru_recurrence(gi, gi.new_zeros(steps[0], self.hidden_dim), w_hh, b_hh, steps)
                 outs.append(_PermuteRows.apply(y, reverse) if suffix else y)
             x = torch.cat(outs, -1)
         out = emb._replace(data=x)

@@ -380,30 +380,34 @@ class _PackedGruRecurrence(torch.autograd.Function):
             prev_states = []  # s_{t-1} of the sequences still going at step t, t = T-1 .. 1
             for t in reversed(range(len(steps))):
                 step = steps[t]
-                n = step.stop - step.start
-                s_prev = s0[:n] if t == 0 else out[steps[t - 1]][:n]
+                live = step.stop - step.start  # the sequences still going at step t: the first rows
+                s_prev = s0[:live] if t == 0 else out[steps[t - 1]][:live]
                 if t > 0:
                     prev_states.append(s_prev)
-                d_s, d_s_prev = ds[:n], ds_next[:n]
+                d_s, d_s_prev = ds[:live], ds_next[:live]
                 saved = (s_prev, rz_all[step], n_all[step], ghn_all[step], d_gi[step], d_gh[step])
                 if cell is not None:  # pipeline/model/kernels/gru_cell.cpp
                     cell.gru_cell_backward(d_s, *saved, d_s_prev)
                 else:
                     d_s_prev.copy_(_cell_backward(d_s, *saved))
+                if t == 0 and not ctx.needs_input_grad[1]:
+                    break  # ∂s0 through W_hh: not needed (the encoder starts from zeros)
                 if carry_f32:
                     add_product(d_s_prev, d_gh[step], w)  # float32 += bf16 x bf16, by MKL
                 else:
                     weight.addmm(d_s_prev, d_gh[step], out=d_s_prev)
                 if t > 0:  # s_{t-1}'s own upstream gradient; the sequences that ended at t-1 start here
                     upstream = d_out[steps[t - 1]]
-                    d_s_prev += upstream[:n]
-                    ds_next[n : len(upstream)] = upstream[n:]
+                    d_s_prev += upstream[:live]
+                    ds_next[live : len(upstream)] = upstream[live:]
                 ds, ds_next = ds_next, ds
             w_dtype, b_dtype = ctx.weight_dtypes
-            s_prev_all = torch.cat([s0, *reversed(prev_states)])  # s_{t-1} of every packed row
+            # s_{t-1} of every packed row, in d_gh's row order: a copy of N x Hd, small next to the GEMM
+            s_prev_all = torch.cat([s0, *reversed(prev_states)])
             d_w = weight_grad(d_gh, s_prev_all, w_dtype)
             d_b = bias_grad(d_gh, b_dtype)
-        return d_gi, ds.to(dt), d_w, d_b, None, None  # ds: ∂s0, all rows
+        d_s0 = ds.to(dt) if ctx.needs_input_grad[1] else None  # after the last swap, ds holds ∂s0 (all rows)
+        return d_gi, d_s0, d_w, d_b, None, None
 
 
 def _packed_steps(batch_sizes: list[int]) -> list[slice]:
