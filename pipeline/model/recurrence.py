@@ -341,7 +341,6 @@ class _PackedGruRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gi, s0, w_hh, b_hh, batch_sizes, save):
-        steps = _packed_steps(batch_sizes)
         ctx.weight_dtypes = (w_hh.dtype, b_hh.dtype)
         with torch.autocast(gi.device.type, enabled=False):
             w, b = w_hh.to(gi.dtype), b_hh.to(gi.dtype)  # float32 master weights: cast here, gradients float32
@@ -352,11 +351,11 @@ class _PackedGruRecurrence(torch.autograd.Function):
             cell = _cell_kernels(gi)
             cell_forward = _cell_forward if cell is None else cell.gru_cell_forward
             s = s0
-            for step in steps:
-                s_prev = s[: step.stop - step.start]  # the sequences still going are the first rows
-                gh = weight.addmm(b, s_prev)
-                cell_forward(gi[step], gh, s_prev, rz_all[step], n_all[step], ghn_all[step], out[step])
-                s = out[step]
+            per_step = zip(*(x.split(batch_sizes) for x in (gi, rz_all, n_all, ghn_all, out)))  # views, one split each
+            for gi_t, rz_t, n_t, ghn_t, s_t in per_step:
+                s_prev = _first_rows(s, len(s_t))  # the sequences still going
+                cell_forward(gi_t, weight.addmm(b, s_prev), s_prev, rz_t, n_t, ghn_t, s_t)
+                s = s_t
         if save:
             ctx.save_for_backward(s0, out, rz_all, n_all, ghn_all, w)
             ctx.batch_sizes = batch_sizes
@@ -365,27 +364,29 @@ class _PackedGruRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out):
         s0, out, rz_all, n_all, ghn_all, w = ctx.saved_tensors
-        steps = _packed_steps(ctx.batch_sizes)
         dt = out.dtype
         with torch.autocast(out.device.type, enabled=False):
             d_out = d_out.to(dt).contiguous()
             d_gi, d_gh = out.new_empty(out.shape[0], w.shape[0]), out.new_empty(out.shape[0], w.shape[0])
             cell = _cell_kernels(out)
             carry_f32 = _carry_state_gradient_in_f32(cell, dt, None)
-            weight = None if carry_f32 else RepeatedWeight(w, transpose=False, rows=ctx.batch_sizes[0])
+            sizes = ctx.batch_sizes
+            weight = None if carry_f32 else RepeatedWeight(w, transpose=False, rows=sizes[0])
             carry_dtype = torch.float32 if carry_f32 else dt
-            ds, ds_next = (out.new_empty(ctx.batch_sizes[0], out.shape[1], dtype=carry_dtype) for _ in range(2))
-            last = steps[-1]
-            ds[: last.stop - last.start] = d_out[last]
+            ds, ds_next = (out.new_empty(sizes[0], out.shape[1], dtype=carry_dtype) for _ in range(2))
+            # x_at[t]: the view of step t's packed rows of x (one split per tensor, not a slice per step)
+            s_at, rz_at, n_at, ghn_at, d_gi_at, d_gh_at, upstream_at = (
+                x.split(sizes) for x in (out, rz_all, n_all, ghn_all, d_gi, d_gh, d_out)
+            )
+            ds[: sizes[-1]] = upstream_at[-1]
             prev_states = []  # s_{t-1} of the sequences still going at step t, t = T-1 .. 1
-            for t in reversed(range(len(steps))):
-                step = steps[t]
-                live = step.stop - step.start  # the sequences still going at step t: the first rows
-                s_prev = s0[:live] if t == 0 else out[steps[t - 1]][:live]
+            for t in reversed(range(len(sizes))):
+                live = sizes[t]  # the sequences still going at step t: the first rows
+                s_prev = _first_rows(s0 if t == 0 else s_at[t - 1], live)
                 if t > 0:
                     prev_states.append(s_prev)
                 d_s, d_s_prev = ds[:live], ds_next[:live]
-                saved = (s_prev, rz_all[step], n_all[step], ghn_all[step], d_gi[step], d_gh[step])
+                saved = (s_prev, rz_at[t], n_at[t], ghn_at[t], d_gi_at[t], d_gh_at[t])
                 if cell is not None:  # pipeline/model/kernels/gru_cell.cpp
                     cell.gru_cell_backward(d_s, *saved, d_s_prev)
                 else:
@@ -393,13 +394,14 @@ class _PackedGruRecurrence(torch.autograd.Function):
                 if t == 0 and not ctx.needs_input_grad[1]:
                     break  # ∂s0 through W_hh: not needed (the encoder starts from zeros)
                 if carry_f32:
-                    add_product(d_s_prev, d_gh[step], w)  # float32 += bf16 x bf16, by MKL
+                    add_product(d_s_prev, d_gh_at[t], w)  # float32 += bf16 x bf16, by MKL
                 else:
-                    weight.addmm(d_s_prev, d_gh[step], out=d_s_prev)
+                    weight.addmm(d_s_prev, d_gh_at[t], out=d_s_prev)
                 if t > 0:  # s_{t-1}'s own upstream gradient; the sequences that ended at t-1 start here
-                    upstream = d_out[steps[t - 1]]
-                    d_s_prev += upstream[:live]
-                    ds_next[live : len(upstream)] = upstream[live:]
+                    upstream = upstream_at[t - 1]
+                    d_s_prev += _first_rows(upstream, live)
+                    if len(upstream) > live:
+                        ds_next[live : len(upstream)] = upstream[live:]
                 ds, ds_next = ds_next, ds
             w_dtype, b_dtype = ctx.weight_dtypes
             # s_{t-1} of every packed row, in d_gh's row order: a copy of N x Hd, small next to the GEMM
@@ -410,13 +412,9 @@ class _PackedGruRecurrence(torch.autograd.Function):
         return d_gi, d_s0, d_w, d_b, None, None
 
 
-def _packed_steps(batch_sizes: list[int]) -> list[slice]:
-    """The rows of each step in packed data: step t holds rows [Σ_{u<t} n_u, Σ_{u<=t} n_u)."""
-    steps, start = [], 0
-    for n in batch_sizes:
-        steps.append(slice(start, start + n))
-        start += n
-    return steps
+def _first_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``x[:rows]``, without a new view where that is all of ``x`` (the per-step Python adds up)."""
+    return x if len(x) == rows else x[:rows]
 
 
 def packed_gru_recurrence(
