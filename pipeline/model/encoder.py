@@ -101,17 +101,19 @@ class _PermuteRows(torch.autograd.Function):
         return grad.index_select(0, rows), None
 
 
-def reversed_within_length(batch_sizes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def reversed_within_length(batch_sizes: torch.Tensor) -> torch.Tensor:
     """The packed row of x_{len-1-t} for the packed row of every x_t (a self-inverse permutation [N]).
 
-    ``batch_sizes`` [S] are a PackedSequence's, ``lengths`` [B] the sequences' lengths in its
-    sorted order (longest first): row ``offset[t] + j`` holds position t of sorted sequence j.
+    ``batch_sizes`` [S] are a PackedSequence's: row ``offset[t] + j`` holds position t of the
+    j-th sequence in its sorted order (longest first), whose length is the count of steps t
+    with ``batch_sizes[t] > j``.
     """
     offsets = torch.cumsum(batch_sizes, 0) - batch_sizes
     t = torch.arange(len(batch_sizes))[:, None]
-    j = torch.arange(len(lengths))[None, :]
-    real = t < lengths[None, :]
-    reversed_t = (lengths[None, :] - 1 - t).clamp_min(0)
+    j = torch.arange(int(batch_sizes[0]))[None, :]
+    lengths = (j < batch_sizes[:, None]).sum(0, keepdim=True)  # [1, B]
+    real = t < lengths
+    reversed_t = (lengths - 1 - t).clamp_min(0)
     return (offsets[reversed_t] + j)[real]  # [S, B] flattened over real positions: packed order
 
 
@@ -193,10 +195,8 @@ class Encoder(nn.Module):
         (:func:`reversed_within_length`), which keeps the packed layout.
         """
         rnn = self.rnn
-        sizes = emb.batch_sizes
-        lengths = (torch.arange(int(sizes[0]))[None, :] < sizes[:, None]).sum(0)  # sorted order, longest first
-        reverse = reversed_within_length(sizes, lengths).to(emb.data.device)
-        steps = sizes.tolist()
+        reverse = reversed_within_length(emb.batch_sizes).to(emb.data.device)
+        steps = emb.batch_sizes.tolist()
         x = emb.data  # [N, E]: the real positions only
         for layer in range(rnn.num_layers):
             if layer > 0:
