@@ -53,10 +53,10 @@ from pipeline.distributed import (
 )
 from pipeline.errors import UserError
 from pipeline.files import write_atomic
+from pipeline.hardware import cpu_description, resolve_device
 from pipeline.model import build_model
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels
 from pipeline.onednn import set_primitive_cache_capacity
-from pipeline.plots import heatmap_figure
 from pipeline.precision import autocast_for, precision_name, use_bf16
 from pipeline.prepare import PreparedData, prepare
 from pipeline.runlog import RunLog
@@ -82,15 +82,6 @@ class Progress:
     skipped_steps: int = 0
     last_eval_step: int = -1
     finished: str = ""  # why training ended ("" while it can go on)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"train.device={name} but CUDA is not available here; use train.device=auto or cpu")
-    return torch.device(name)
 
 
 def git_commit() -> str:
@@ -122,7 +113,7 @@ def run_manifest(device: torch.device, dataset_fingerprint: str, seed: int, bf16
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        else f"cpu ({cpu_description(torch.get_num_threads())})",
         "precision": precision_name(bf16),  # train.precision=auto resolved on this device
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -520,6 +511,8 @@ class Trainer:
             p.step,
         )
         if res.heatmap is not None:
+            from pipeline.plots import heatmap_figure  # matplotlib takes ~1 s to import: not at every start
+
             src, hyp, w = res.heatmap
             fig = heatmap_figure(src, hyp, w, f"val sentence 0, step {p.step}")
             self.log.tb.add_figure("val/attention", fig, p.step)

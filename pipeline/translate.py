@@ -16,10 +16,10 @@ import torch
 from pipeline.checkpoint import Restored, restore
 from pipeline.config import DecodeConfig, TranslateAppConfig
 from pipeline.data import read_lines
+from pipeline.hardware import resolve_device
 from pipeline.model.cpu_kernels import use_cpu_kernels
 from pipeline.precision import autocast_for, use_bf16
 from pipeline.search import Hypothesis, decode_sequences
-from pipeline.train import resolve_device
 
 
 @dataclass

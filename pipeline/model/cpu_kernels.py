@@ -34,6 +34,8 @@ from types import ModuleType
 
 import torch
 
+from pipeline.hardware import cpuinfo_lines
+
 log = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).with_name("kernels")
@@ -64,11 +66,7 @@ def use_cpu_kernels(enabled: bool) -> None:
 
 def _cpu_tag() -> str:
     """A short hash of this CPU's model and instruction-set flags (the build uses -march=native)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        lines = [ln for ln in info.splitlines() if ln.startswith(("flags", "model name"))][:2]
-    except OSError:
-        lines = [platform.processor(), platform.machine()]
+    lines = cpuinfo_lines("model name", "flags") or [platform.processor(), platform.machine()]
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:8]
 
 
