@@ -2,7 +2,13 @@
 """Performance figures of this machine and this checkout, as a table and JSON.
 
     python scripts/bench.py [--out bench.json] [--threads 2] [--checkpoint CKPT] [--steps 8] [--repeats 3]
-                            [--device auto|cpu|cuda]
+                            [--device auto|cpu|cuda] [--bf16 auto|on|off]
+
+bf16 is timed where the device multiplies it in hardware (``--bf16 auto``): a CPU with AVX512-BF16
+or AMX, or a GPU.  An AVX2-only CPU emulates bf16 (torch's reference GEMM; a training step 19x
+slower than fp32), so there the bf16 figures are null unless ``--bf16 on`` asks for them.
+The JSON's settings name the CPU (model, vector instructions, bf16 support): figures from this
+project's CPUs differ 2-3x in fp32.
 
 * matmul peak (fp32, bf16): a 2048^3 matrix product (8192^3 on CUDA, where 2048^3 is too small
   to fill the GPU), median of repeats, read before and after
@@ -11,9 +17,10 @@
 * training throughput in target tokens/s (forward, backward, Adam step) of both models at
   the default sizes on real Multi30k train batches (the first batches of epoch 0), fp32 and
   bf16: the median over ``--repeats`` runs of ``--steps`` steps, after one warm-up run (the
-  steady state of later epochs); and, for RNNsearch in bf16, one run over the next ``--steps``
-  batches, never seen before in the process (the first epoch: oneDNN compiles a kernel for
-  every new GEMM shape, see pipeline/onednn.py);
+  steady state of later epochs); and, for RNNsearch in the precision ``train.precision=auto``
+  picks on the device, one run over the next ``--steps`` batches, never seen before in the
+  process (the first epoch: in bf16 oneDNN compiles a kernel for every new GEMM shape, see
+  pipeline/onednn.py);
 * MFU: analytical FLOPs per target token (pipeline/flops.py states the formula) times
   tokens/s, over the peak of the same precision (the highest reading of the run);
 * decoding throughput (greedy and beam-5, sentences/s, fp32 and under bf16 autocast) on
@@ -55,6 +62,7 @@ from pipeline.config import (  # noqa: E402
     DataConfig,
     DecodeConfig,
     ModelConfig,
+    Precision,
     Strategy,
     TokenizerConfig,
     TrainConfig,
@@ -62,11 +70,13 @@ from pipeline.config import (  # noqa: E402
 )
 from pipeline.data import column_array  # noqa: E402
 from pipeline.flops import training_flops  # noqa: E402
+from pipeline.hardware import cpu_description, resolve_device  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.onednn import set_primitive_cache_capacity  # noqa: E402
+from pipeline.precision import bf16_in_hardware, precision_name, use_bf16  # noqa: E402
 from pipeline.prepare import prepare, train_padding  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
-from pipeline.train import git_commit, resolve_device  # noqa: E402
+from pipeline.train import git_commit  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -203,7 +213,7 @@ def train_throughput(
     return n_tok / median_time(run, repeats, device), flops / n_tok
 
 
-def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU) -> dict[str, float]:
+def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU, bf16: bool = True) -> dict:
     from pipeline.checkpoint import restore
     from pipeline.data import load_corpus
     from pipeline.search import decode_sequences
@@ -216,13 +226,13 @@ def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU
         "greedy": DecodeConfig(strategy=Strategy.greedy, batch_size=128),
         "beam5": DecodeConfig(strategy=Strategy.beam, beam_size=5, length_penalty=0.6, batch_size=64),
     }.items():
-        for suffix, bf16 in (("", False), ("_bf16", True)):
+        for suffix, low in (("", False), ("_bf16", True)):
 
-            def run(c=cfg, low=bf16) -> None:
+            def run(c=cfg, low=low) -> None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
                     decode_sequences(restored.model, src_ids, c)
 
-            out[name + suffix] = len(src_ids) / median_time(run, repeats, device)
+            out[name + suffix] = len(src_ids) / median_time(run, repeats, device) if bf16 or not low else None
     return out
 
 
@@ -239,6 +249,13 @@ def main() -> None:
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present (as train.device)"
     )
+    parser.add_argument(
+        "--bf16",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="time bf16 too; auto: where the device multiplies bf16 in hardware (an AVX2-only CPU emulates it, "
+        "19x slower than fp32, which would stretch this bench past an hour)",
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but CUDA is not available here; use --device auto or cpu")
@@ -246,11 +263,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     set_primitive_cache_capacity(TrainConfig().onednn_cache)  # before this process's first GEMM, as in training
 
+    time_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and bf16_in_hardware(device))
+    precisions = ("fp32", "bf16") if time_bf16 else ("fp32",)
+    default_precision = precision_name(use_bf16(Precision.auto, device))  # train.precision's default here
     readings: dict[str, list[float]] = {"fp32": [], "bf16": []}
 
     def read_peak() -> None:
-        for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            readings[precision].append(matmul_gflops(dtype, device))
+        for precision in precisions:
+            readings[precision].append(matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32, device))
 
     read_peak()
     data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
@@ -263,8 +283,8 @@ def main() -> None:
         systems.append(("luong", attention, "general", True))
     gpu_peaks = {"train": 0.0}
     for name, context, score, luong in systems:
-        tokens[name] = {}
-        for precision in ("fp32", "bf16"):
+        tokens[name] = {"bf16": None}
+        for precision in precisions:
             bf16 = precision == "bf16"
             gpu_peak_mb(device)  # the peak readings' 8192^3 operands are not training's
             tok_s, fpt = train_throughput(data, context, bf16, args.steps, args.repeats, score, luong, device=device)
@@ -272,15 +292,17 @@ def main() -> None:
             flops_per_token[name] = fpt
             gpu_peaks["train"] = max(gpu_peaks["train"], gpu_peak_mb(device) or 0.0)
         read_peak()
-    peak = {precision: max(values) for precision, values in readings.items()}
+    peak = {precision: max(values, default=None) for precision, values in readings.items()}
     for name in tokens:
-        mfu[name] = {p: tokens[name][p] * flops_per_token[name] / (peak[p] * 1e9) for p in ("fp32", "bf16")}
-    first_sight, _ = train_throughput(data, attention, True, args.steps, 1, first_sight=True, device=device)
+        mfu[name] = {p: tokens[name][p] * flops_per_token[name] / (peak[p] * 1e9) if peak[p] else None for p in peak}
+    first_sight, _ = train_throughput(
+        data, attention, default_precision == "bf16", args.steps, 1, first_sight=True, device=device
+    )
     rss["train"] = phase_peak_rss_mb()
     release_free_memory()  # as the trainer does before validation
     rss["before_decode"] = _vm_mb("VmRSS")
     gpu_peaks["train"] = max(gpu_peaks["train"], gpu_peak_mb(device) or 0.0)  # the first-sight run
-    decode = decode_throughput(args.checkpoint, 1, device) if args.checkpoint.exists() else None
+    decode = decode_throughput(args.checkpoint, 1, device, time_bf16) if args.checkpoint.exists() else None
     gpu_peaks["decode"] = gpu_peak_mb(device) if decode else None
     rss["decode"] = phase_peak_rss_mb() if decode else None
     whole_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # reset with VmHWM, where it was
@@ -288,7 +310,8 @@ def main() -> None:
         "matmul_gflops": peak,
         "matmul_gflops_readings": readings,
         "train_tokens_per_s": tokens,
-        "train_tokens_per_s_first_sight": {"bahdanau": {"bf16": first_sight}},
+        # in the precision train.precision=auto picks on this device (bf16 only where it is in hardware)
+        "train_tokens_per_s_first_sight": {"bahdanau": {default_precision: first_sight}},
         "mfu": mfu,
         "flops_per_target_token": flops_per_token,
         "decode_sentences_per_s": decode,
@@ -303,6 +326,8 @@ def main() -> None:
         "commit": git_commit(),
         "settings": {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "cpu": cpu_description(args.threads),  # the figures differ 2-3x between this project's CPUs
+            "bf16_timed": time_bf16,  # false: the bf16 figures are null (--bf16)
             "threads": args.threads,
             "steps": args.steps,
             "repeats": args.repeats,
@@ -312,21 +337,31 @@ def main() -> None:
         },
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"cpu {result['settings']['cpu']}")
+    if not time_bf16:
+        print("bf16: not timed (--bf16 auto: this device has no bf16 instructions; --bf16 on times it)")
     print(
-        f"matmul peak          fp32 {peak['fp32']:8.1f} GFLOP/s   bf16 {peak['bf16']:8.1f} GFLOP/s   (highest of "
-        f"{len(readings['fp32'])} readings; lowest {min(readings['fp32']):.0f} / {min(readings['bf16']):.0f})"
+        "matmul peak          "
+        + "   ".join(f"{p} {peak[p]:8.1f} GFLOP/s" for p in precisions)
+        + f"   (highest of {len(readings['fp32'])} readings; lowest "
+        + " / ".join(f"{min(readings[p]):.0f}" for p in precisions)
+        + ")"
     )
     for name in tokens:
         print(
-            f"train {name:<9} fp32 {tokens[name]['fp32']:8.0f} tok/s (MFU {mfu[name]['fp32']:.1%})   "
-            f"bf16 {tokens[name]['bf16']:8.0f} tok/s (MFU {mfu[name]['bf16']:.1%})   "
-            f"{flops_per_token[name] / 1e6:.1f} MFLOP/token"
+            f"train {name:<9} "
+            + "   ".join(f"{p} {tokens[name][p]:8.0f} tok/s (MFU {mfu[name][p]:.1%})" for p in precisions)
+            + f"   {flops_per_token[name] / 1e6:.1f} MFLOP/token"
         )
-    print(f"train bahdanau  bf16 on batches never seen before (kernel compilation included): {first_sight:.0f} tok/s")
+    print(
+        f"train bahdanau  {default_precision} (the default here) on batches never seen before "
+        f"(kernel compilation included): {first_sight:.0f} tok/s"
+    )
     if decode:
+        low = f"   (bf16 autocast: greedy {decode['greedy_bf16']:.1f}, beam-5 {decode['beam5_bf16']:.1f})"
         print(
-            f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s   "
-            f"(bf16 autocast: greedy {decode['greedy_bf16']:.1f}, beam-5 {decode['beam5_bf16']:.1f})"
+            f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s"
+            + (low if time_bf16 else "")
         )
     else:
         print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")

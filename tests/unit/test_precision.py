@@ -57,3 +57,25 @@ def test_autocast_for_runs_products_in_bf16_only_when_asked():
         assert (a @ a.T).dtype == torch.bfloat16
     with autocast_for(CPU, False):
         assert (a @ a.T).dtype == torch.float32
+
+
+def _emulated_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_forcing_bf16_where_it_is_emulated_warns_once(monkeypatch, caplog, native):
+    """An AVX2-only CPU runs bf16 products through a reference GEMM, ~19x slower than fp32:
+    a user who forces bf16 there is told so, once, and still gets bf16."""
+    import pipeline.precision as precision
+
+    monkeypatch.setattr(precision, "_warned_emulated", False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with caplog.at_level("WARNING", logger="pipeline.precision"):
+        assert not use_bf16("fp32", CPU)
+        assert use_bf16("auto", CPU) is native
+        assert use_bf16("bf16", CPU) and use_bf16("bf16", CPU)
+    warnings = _emulated_warnings(caplog)
+    assert len(warnings) == (0 if native else 1)
+    assert all("precision=auto picks fp32" in w for w in warnings)
