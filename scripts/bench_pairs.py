@@ -56,6 +56,7 @@ import pipeline.model.recurrence as recurrence  # noqa: E402
 from pipeline.config import BatchConfig, DataConfig, ModelConfig, TokenizerConfig  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.model.cpu_kernels import cpu_kernels, use_cpu_kernels  # noqa: E402
+from pipeline.precision import bf16_in_hardware  # noqa: E402
 from pipeline.prepare import prepare  # noqa: E402
 from pipeline.tokenizer import PAD_ID  # noqa: E402
 
@@ -122,6 +123,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     apply_training_settings()
     autocast = {"bf16": args.precision == "bf16"}
+    if (args.switch == "bf16" or autocast["bf16"]) and not bf16_in_hardware(device):
+        print(
+            f"note: this {device.type.upper()} has no bf16 instructions; its bf16 steps are emulated (19x an fp32 "
+            "step on an AVX2-only CPU), so this run takes far longer than its usual ~2 minutes",
+            file=sys.stderr,
+        )
 
     def precision_switch(on: bool) -> None:
         autocast["bf16"] = on
