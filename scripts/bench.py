@@ -358,10 +358,13 @@ def main() -> None:
         f"(kernel compilation included): {first_sight:.0f} tok/s"
     )
     if decode:
-        low = f"   (bf16 autocast: greedy {decode['greedy_bf16']:.1f}, beam-5 {decode['beam5_bf16']:.1f})"
+        low = (
+            f"   (bf16 autocast: greedy {decode['greedy_bf16']:.1f}, beam-5 {decode['beam5_bf16']:.1f})"
+            if time_bf16
+            else ""
+        )
         print(
-            f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s"
-            + (low if time_bf16 else "")
+            f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s{low}"
         )
     else:
         print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")
