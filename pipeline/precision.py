@@ -4,7 +4,7 @@
 CPU that multiplies bf16 natively, fp32 elsewhere.  Softmax and the loss stay fp32 under autocast.
 
 * A CPU with AVX512-BF16 or AMX: arithmetic bounds the step, and a default-size RNNsearch step
-  runs 2.2-3.0x faster in bf16 on this project's CPU (docs/performance.md); nine same-budget
+  runs 2.2-3.0x faster in bf16 on this project's Intel CPU (docs/performance.md); nine same-budget
   fp32/bf16 training pairs ended -0.94 to +0.56 val BLEU apart (mean -0.13; two seeds of one
   precision: 0.98-1.77 apart).  A CPU without them emulates bf16, far slower than fp32: on an
   AMD EPYC with AVX2 only, torch runs bf16 products through its reference GEMM, and a bf16
