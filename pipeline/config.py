@@ -1,63 +1,36 @@
-"""Typed schemas for every config group.
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
 
 The YAML files under ``conf/`` hold the values and document each knob; these
 dataclasses hold the *types*, so that Hydra rejects an unknown key or a wrongly
 typed value at composition time with a message naming the key.  Defaults here
 mirror the YAML files only so that the library can be used without Hydra (tests,
-notebooks); the YAML files are the documented source of truth.
+notebooks); the YAML files are the documented source of truth.  The model's own
+schema is :mod:`pipeline.model.config` (plain dataclasses: the model knows no Hydra).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pipeline.errors import UserError
-
-# ------------------------------------------------------------------ value ranges
-# Types are checked by Hydra at composition; ranges by :func:`check_ranges` when a
-# config becomes its dataclass (:func:`to_object`).  Each ranged field carries its rule
-# in its metadata, so the rule sits next to the field it guards.
-
-
-def _ranged(default: Any, ok: Callable[[Any], bool], rule: str) -> Any:
-    return field(default=default, metadata={"ok": ok, "rule": rule})
-
-
-def at_least(default: Any, low: float) -> Any:
-    """A field whose value (when not null) must be >= ``low``."""
-    return _ranged(default, lambda v: v >= low, f">= {low}")
-
-
-def positive(default: Any) -> Any:
-    """A field whose value (when not null) must be > 0."""
-    return _ranged(default, lambda v: v > 0, "> 0")
-
-
-def fraction(default: Any, *, closed_high: bool = False) -> Any:
-    """A field in [0, 1) (or [0, 1] with ``closed_high``)."""
-    if closed_high:
-        return _ranged(default, lambda v: 0 <= v <= 1, "in [0, 1]")
-    return _ranged(default, lambda v: 0 <= v < 1, "in [0, 1)")
-
-
-def check_ranges(obj: Any, key: str = "") -> None:
-    """Raise a one-line :class:`UserError` naming the first out-of-range key of dataclass ``obj``."""
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        name = f"{key}.{f.name}" if key else f.name
-        if is_dataclass(value):
-            check_ranges(value, name)
-        elif "ok" in f.metadata and value is not None and not f.metadata["ok"](value):
-            raise UserError(
-                f"{name}={value} is out of range: it must be {f.metadata['rule']}; "
-                f"fix it on the command line ({name}=...) or in conf/"
-            )
+from pipeline.fields import at_least, check_ranges, fraction, in_half_open_unit, positive
+from pipeline.model.config import (
+    AttentionConfig,
+    AttentionPlacement,
+    AttentionScore,
+    ContextType,
+    DecoderConfig,
+    EncoderConfig,
+    Impl,
+    InitState,
+    ModelConfig,
+    Readout,
+    ReadoutState,
+    RnnType,
+)
 
 
 class Source(str, Enum):
@@ -69,43 +42,6 @@ class Source(str, Enum):
 class SpmType(str, Enum):
     unigram = "unigram"
     bpe = "bpe"
-
-
-class RnnType(str, Enum):
-    gru = "gru"
-    lstm = "lstm"
-
-
-class ContextType(str, Enum):
-    attention = "attention"  # Bahdanau: c_i = sum_j alpha_ij h_j
-    fixed = "fixed"  # RNN encoder-decoder baseline: c_i = c for all i
-
-
-class AttentionScore(str, Enum):
-    additive = "additive"  # Bahdanau: v_aᵀ tanh(W_a s + U_a h)
-    dot = "dot"  # Luong: sᵀ h
-    general = "general"  # Luong: sᵀ W h
-    scaled_dot = "scaled_dot"  # sᵀ h / sqrt(d)
-
-
-class AttentionPlacement(str, Enum):
-    bahdanau = "bahdanau"  # query s_{i-1}; c_i feeds the GRU step (eq. 4)
-    luong = "luong"  # query s_i after the step; h̃_i = tanh(W_c [c_i; s_i]) feeds the output (Luong eq. 5)
-
-
-class InitState(str, Enum):
-    first_backward = "first_backward"
-    mean = "mean"
-
-
-class Readout(str, Enum):
-    maxout = "maxout"
-    tanh = "tanh"
-
-
-class ReadoutState(str, Enum):
-    current = "current"  # t_i from s_i
-    previous = "previous"  # t_i from s_{i-1}, as in the paper's appendix A.2.2
 
 
 class Precision(str, Enum):
@@ -156,42 +92,6 @@ class BatchConfig:
 
 
 @dataclass
-class EncoderConfig:
-    rnn: RnnType = RnnType.gru
-    hidden_dim: int = at_least(256, 1)
-    layers: int = at_least(2, 1)
-    dropout: float = fraction(0.2)
-
-
-@dataclass
-class DecoderConfig:
-    hidden_dim: int = at_least(512, 1)
-    init_state: InitState = InitState.first_backward
-    readout: Readout = Readout.maxout
-    readout_state: ReadoutState = ReadoutState.current
-    readout_dim: int = at_least(256, 1)
-    tie_embeddings: bool = True
-
-
-@dataclass
-class AttentionConfig:
-    score: AttentionScore = AttentionScore.additive
-    placement: AttentionPlacement = AttentionPlacement.bahdanau
-    dim: int = at_least(512, 1)
-
-
-@dataclass
-class ModelConfig:
-    name: str = "bahdanau"
-    context: ContextType = ContextType.attention
-    emb_dim: int = at_least(256, 1)
-    dropout: float = fraction(0.2)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    attention: AttentionConfig = field(default_factory=AttentionConfig)
-
-
-@dataclass
 class DecodeConfig:
     strategy: Strategy = Strategy.greedy
     beam_size: int = at_least(1, 1)
@@ -208,10 +108,9 @@ class TrainConfig:
     device: str = "auto"
     threads: Optional[int] = at_least(None, 1)
     precision: Precision = Precision.auto
-    cpu_kernels: bool = True
     lr: float = positive(1e-3)
     warmup_steps: int = at_least(0, 0)
-    plateau_factor: float = _ranged(0.5, lambda v: 0 < v <= 1, "in (0, 1]")
+    plateau_factor: float = in_half_open_unit(0.5)
     plateau_patience: int = at_least(2, 0)
     min_lr: float = at_least(1e-5, 0)
     label_smoothing: float = fraction(0.1)
@@ -246,37 +145,39 @@ class TrainAppConfig:
     experiment: Optional[str] = None
 
 
+@dataclass
+class RunCheckpointConfig:
+    """Where and how evaluate, translate and align run a checkpoint (conf/runtime/default.yaml)."""
+
+    device: str = "auto"
+    threads: Optional[int] = at_least(None, 1)
+    precision: Precision = Precision.fp32
+    impl: Impl = Impl.auto
+
+
 class Split(str, Enum):
     val = "val"
     test = "test"
 
 
 @dataclass
-class EvaluateAppConfig:
+class EvaluateAppConfig(RunCheckpointConfig):
     checkpoint: str = MISSING
     split: Split = Split.test
     src_file: Optional[str] = None
     ref_file: Optional[str] = None
     decode: DecodeConfig = MISSING
     out: Optional[str] = None
-    device: str = "auto"
-    threads: Optional[int] = None
-    precision: Precision = Precision.fp32
-    cpu_kernels: bool = True
     length_edges: list[int] = field(default_factory=lambda: [8, 10, 12, 14, 17])
     min_bucket: int = at_least(50, 1)
     n_bootstrap: int = at_least(1000, 1)
 
 
 @dataclass
-class TranslateAppConfig:
+class TranslateAppConfig(RunCheckpointConfig):
     checkpoint: str = MISSING
     input: Optional[str] = None
     decode: DecodeConfig = MISSING
-    device: str = "auto"
-    threads: Optional[int] = None
-    precision: Precision = Precision.fp32
-    cpu_kernels: bool = True
 
 
 class Level(str, Enum):
@@ -297,7 +198,7 @@ class AlignTarget(str, Enum):
 
 
 @dataclass
-class AlignAppConfig:
+class AlignAppConfig(RunCheckpointConfig):
     checkpoint: str = MISSING
     split: Split = Split.test
     src_file: Optional[str] = None
@@ -311,10 +212,6 @@ class AlignAppConfig:
     out: Optional[str] = None
     gold: Optional[str] = None
     gold_source_first: bool = True
-    device: str = "auto"
-    threads: Optional[int] = None
-    precision: Precision = Precision.fp32
-    cpu_kernels: bool = True
 
 
 @dataclass
@@ -329,6 +226,8 @@ class ReportAppConfig:
 
 def register_configs() -> None:
     """Register the primary schemas; conf/*.yaml list them first in `defaults`."""
+    from hydra.core.config_store import ConfigStore  # only the CLI registers: the library needs no Hydra
+
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainAppConfig)
     cs.store(name="evaluate_schema", node=EvaluateAppConfig)

@@ -1,64 +1,6 @@
-"""Translate text with a checkpoint: ``python -m pipeline.translate checkpoint=PATH < in > out``.
+"""``python -m pipeline.translate``: :func:`pipeline.cli.translate.main` (console script ``pipeline-translate``)."""
 
-Also the library function that :mod:`pipeline.evaluate` and :mod:`pipeline.align` use,
-so that every command turns text into translations the same way: sentencepiece
-encode, batched search over length-sorted batches, detokenize.
-"""
-
-from __future__ import annotations
-
-import sys
-import time
-from dataclasses import dataclass
-
-import torch
-
-from pipeline.checkpoint import Restored, restore
-from pipeline.config import DecodeConfig, TranslateAppConfig
-from pipeline.data import read_lines
-from pipeline.hardware import resolve_device
-from pipeline.model.cpu_kernels import use_cpu_kernels
-from pipeline.precision import autocast_for, use_bf16
-from pipeline.search import Hypothesis, decode_sequences
-
-
-@dataclass
-class Translations:
-    texts: list[str]  # detokenized, in input order
-    hyps: list[Hypothesis]  # tokens, score and (attention model) attention of each
-    src_ids: list[list[int]]  # the encoded sources
-    seconds: float  # decoding time (encode + search + detokenize)
-
-
-def load_model(checkpoint: str, device: str, threads: int | None, cpu_kernels: bool = True) -> Restored:
-    """The checkpoint's model and tokenizer on the requested device (threads and ``cpu_kernels`` as configured)."""
-    if threads:
-        torch.set_num_threads(threads)
-    use_cpu_kernels(cpu_kernels)
-    return restore(checkpoint, resolve_device(device))
-
-
-def translate_texts(restored: Restored, texts: list[str], cfg: DecodeConfig, bf16: bool = False) -> Translations:
-    """Translate ``texts`` in order with the search of ``cfg``."""
-    t0 = time.perf_counter()
-    src_ids = restored.tokenizer.src.encode(texts)
-    device = next(restored.model.parameters()).device
-    with autocast_for(device, bf16):
-        hyps = decode_sequences(restored.model, src_ids, cfg)
-    out = restored.tokenizer.tgt.decode([h.tokens for h in hyps])  # type: ignore[union-attr]
-    return Translations(out, hyps, src_ids, time.perf_counter() - t0)  # type: ignore[arg-type]
-
-
-def translate(cfg: TranslateAppConfig) -> None:
-    """Read sentences from ``cfg.input`` or stdin, write translations to stdout."""
-    texts = read_lines(cfg.input) if cfg.input else [line.rstrip("\r\n") for line in sys.stdin]
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.cpu_kernels)
-    result = translate_texts(restored, texts, cfg.decode, use_bf16(cfg.precision, restored.device))
-    sys.stdout.write("".join(f"{t}\n" for t in result.texts))
-    sys.stdout.flush()
-
+from pipeline.cli.translate import main
 
 if __name__ == "__main__":
-    from pipeline.cli import translate_main
-
-    translate_main()
+    main()

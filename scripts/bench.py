@@ -20,8 +20,8 @@ project's CPUs differ 2-3x in fp32.
   steady state of later epochs); and, for RNNsearch in the precision ``train.precision=auto``
   picks on the device, one run over the next ``--steps`` batches, never seen before in the
   process (the first epoch: in bf16 oneDNN compiles a kernel for every new GEMM shape, see
-  pipeline/onednn.py);
-* MFU: analytical FLOPs per target token (pipeline/flops.py states the formula) times
+  pipeline/runtime/onednn.py);
+* MFU: analytical FLOPs per target token (pipeline/runtime/flops.py states the formula) times
   tokens/s, over the peak of the same precision (the highest reading of the run);
 * decoding throughput (greedy and beam-5, sentences/s, fp32 and under bf16 autocast) on
   test_2016_flickr with a trained checkpoint (``--checkpoint``; default
@@ -52,8 +52,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.allocator import keep_freed_memory, release_free_memory  # noqa: E402
-from pipeline.batching import BucketBatchSampler, collate  # noqa: E402
 from pipeline.config import (  # noqa: E402
     AttentionPlacement,
     AttentionScore,
@@ -68,15 +66,18 @@ from pipeline.config import (  # noqa: E402
     TrainConfig,
     to_object,
 )
-from pipeline.data import column_array  # noqa: E402
-from pipeline.flops import training_flops  # noqa: E402
-from pipeline.hardware import cpu_description, resolve_device  # noqa: E402
+from pipeline.data.batching import BucketBatchSampler, collate  # noqa: E402
+from pipeline.data.corpus import column_array  # noqa: E402
+from pipeline.data.prepare import prepare, train_padding  # noqa: E402
+from pipeline.data.tokenizer import PAD_ID  # noqa: E402
+from pipeline.fast import accelerate  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
-from pipeline.onednn import set_primitive_cache_capacity  # noqa: E402
-from pipeline.precision import bf16_in_hardware, precision_name, use_bf16  # noqa: E402
-from pipeline.prepare import prepare, train_padding  # noqa: E402
-from pipeline.tokenizer import PAD_ID  # noqa: E402
-from pipeline.train import git_commit  # noqa: E402
+from pipeline.runtime.allocator import keep_freed_memory, release_free_memory  # noqa: E402
+from pipeline.runtime.flops import training_flops  # noqa: E402
+from pipeline.runtime.hardware import cpu_description, resolve_device  # noqa: E402
+from pipeline.runtime.onednn import set_primitive_cache_capacity  # noqa: E402
+from pipeline.runtime.precision import bf16_in_hardware, precision_name, use_bf16  # noqa: E402
+from pipeline.training.manifest import git_commit  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -137,7 +138,7 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device = CPU, repeats: int =
 
 
 def apply_training_settings() -> None:
-    """The process settings pipeline/train.py applies by default: ``train.keep_freed_memory``
+    """The process settings pipeline/training/trainer.py applies by default: ``train.keep_freed_memory``
     and ``train.onednn_cache``."""
     if TrainConfig().keep_freed_memory:
         keep_freed_memory()
@@ -170,9 +171,10 @@ def train_throughput(
     luong: bool = False,
     first_sight: bool = False,
     device: torch.device = CPU,
+    impl: str = "auto",
 ) -> tuple[float, float]:
     """(median target tokens/s, FLOPs per target token) of full training steps, set up as
-    pipeline/train.py does by default (fused Adam, ``train.keep_freed_memory``, ``train.onednn_cache``).
+    pipeline/training/trainer.py does by default (fused Adam, ``train.keep_freed_memory``, ``train.onednn_cache``).
 
     By default the same ``steps`` batches run ``repeats`` times after a warm-up run: the steady
     state of epochs after the first, with every GEMM kernel compiled.  ``first_sight=True``
@@ -184,8 +186,9 @@ def train_throughput(
     cfg.attention.score = AttentionScore(score)
     if luong:  # conf/model/luong.yaml
         cfg.attention.placement = AttentionPlacement.luong
-    model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as pipeline/train.py
+    model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt), PAD_ID).to(device)
+    model = accelerate(model, impl, device).model  # model.impl, as pipeline/training/trainer.py does
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as pipeline/training/trainer.py
     batches = first_batches(data, steps, skip=steps if first_sight else 0, device=device)
     n_tok = sum(int((b.tgt_out != PAD_ID).sum()) for b in batches)
     flops = sum(
@@ -214,9 +217,9 @@ def train_throughput(
 
 
 def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU, bf16: bool = True) -> dict:
-    from pipeline.checkpoint import restore
-    from pipeline.data import load_corpus
-    from pipeline.search import decode_sequences
+    from pipeline.data.corpus import load_corpus
+    from pipeline.decoding.search import decode_sequences
+    from pipeline.training.checkpoint import restore
 
     restored = restore(checkpoint, device)
     corpus = load_corpus(to_object(restored.config["data"], DataConfig))
@@ -230,7 +233,7 @@ def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU
 
             def run(c=cfg, low=low) -> None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
-                    decode_sequences(restored.model, src_ids, c)
+                    decode_sequences(restored.model, src_ids, c, top_k=restored.top_log_probs)
 
             out[name + suffix] = len(src_ids) / median_time(run, repeats, device) if bf16 or not low else None
     return out

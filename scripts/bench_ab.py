@@ -31,7 +31,10 @@ sys.path[:0] = [{root!r}, {root!r} + "/scripts"]
 torch.set_num_threads({threads})
 import bench
 from pipeline.config import BatchConfig, ContextType, DataConfig, TokenizerConfig
-from pipeline.prepare import prepare
+try:
+    from pipeline.data.prepare import prepare  # since the redesign (issue #29)
+except ImportError:
+    from pipeline.prepare import prepare  # a revision before it
 data = prepare(DataConfig(), TokenizerConfig(), BatchConfig())
 tok_s, _ = bench.train_throughput(data, ContextType.{context}, {bf16}, {steps}, 1)
 print(json.dumps(tok_s))

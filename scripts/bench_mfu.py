@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 from bench import matmul_gflops, train_throughput  # noqa: E402
 
 from pipeline.config import BatchConfig, ContextType, DataConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from pipeline.onednn import set_primitive_cache_capacity  # noqa: E402
-from pipeline.prepare import prepare  # noqa: E402
+from pipeline.data.prepare import prepare  # noqa: E402
+from pipeline.runtime.onednn import set_primitive_cache_capacity  # noqa: E402
 
 
 def main() -> None:

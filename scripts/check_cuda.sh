@@ -39,7 +39,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name())'
 
 run="$out/bahdanau"
-step tests 240 "$PY" -m pytest -q -p no:cacheprovider tests/unit/test_gpu.py tests/unit/test_precision.py
+step tests 240 "$PY" -m pytest -q -p no:cacheprovider tests/unit/runtime/test_gpu.py tests/unit/runtime/test_precision.py
 step train 240 "$PY" -m pipeline.train model=bahdanau "run_dir=$run" train.max_steps=300 train.max_epochs=null \
   train.early_stop_patience=0 train.eval_every=150 train.eval_max_sentences=500 train.log_every=50
 step evaluate 120 "$PY" -m pipeline.evaluate "checkpoint=$run/checkpoints/best.pt" split=test decode=beam

@@ -44,14 +44,16 @@ def multi30k() -> Callable[[str, str, int], list[str]]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` need CUDA; without it they are skipped, and say so."""
+    """Every test under tests/integration/ is ``slow`` (``-m "not slow"`` runs the unit tests alone);
+    tests marked ``gpu`` need CUDA, and without it are skipped, saying so."""
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA (none here)")
+    integration = Path(__file__).parent / "integration"
+    skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs CUDA (none here)")
     for item in items:
-        if "gpu" in item.keywords:
+        if integration in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)
+        if skip is not None and "gpu" in item.keywords:
             item.add_marker(skip)
 
 
@@ -69,3 +71,16 @@ def _first_exp_and_log_taken():
     import torch
 
     torch.randn(256, 37).exp_().log_()
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: tiny models run fastest, and least disturbed by other
+    load, on one (threads only add sync cost, which explodes when other processes compete for
+    the 2 cores).  Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

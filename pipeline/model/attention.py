@@ -1,95 +1,97 @@
-"""Context modules: Bahdanau attention (RNNsearch) and the fixed context of the RNN encoder-decoder.
+"""Attention: how much the decoder's next word draws on each source annotation.
 
-Both share one interface, so the decoder never knows which one it holds::
+The interface, which the built-in scores below and any user class implement alike
+(``model.attention_class=my_module.MyAttention``; the current directory and
+PYTHONPATH are searched):
 
-    keys = module.precompute(enc)                          # once per batch
-    context, weights = module(query, keys, enc)            # once per decoder step
+* **Construction**: ``MyAttention(query_dim=Hq, key_dim=K, attn_dim=A)``, all keywords.
+  Hq is the decoder state's width, K the annotations' (2He), A is ``model.attention.dim``
+  (a class may ignore it).  The class must be a ``torch.nn.Module``: its parameters are the
+  model's, trained, saved in checkpoints and averaged like any other.
+* **precompute** (optional): ``precompute(states [B, S, K]) -> keys``, called once per batch
+  with the annotations h_j.  Whatever does not depend on the decoder step goes here
+  (Bahdanau's U_a h_j).  Without it, the keys are the annotations themselves.
+* **forward**: ``forward(query [B, Hq], keys, mask [B, S] bool) -> weights [B, S]``, once per
+  decoder step.  The query is the decoder state the placement attends from (s_{i-1} for
+  Bahdanau's, s_i for Luong's).  ``weights`` must sum to 1 over the real positions
+  (``mask`` True) and be 0 on padding; :func:`masked_softmax` does both.  The decoder forms
+  the context c_i = Σ_j α_ij h_j itself (eq. 5).
+* **history** (optional): if ``forward`` also takes a parameter named ``history``, the
+  decoder passes an :class:`AttentionHistory`: the previous step's weights α_{i-1} and
+  their running sum Σ_{k<i} α_k, both [B, S] float32 and zeros at the first step.  That is
+  how location-aware attention (Chorowski et al. 2015) and coverage attention (Tu et al.
+  2016) are written; see examples/.
 
-``has_attention`` tells callers whether ``weights`` is a tensor or None; ``static``
-tells the decoder that the context does not depend on the step, so that it can be
-hoisted out of the recurrence.  The attention modules also have ``attend_all``, the
-same function for the queries of all T steps at once, for Luong's placement, where the
-queries (s_i) do not depend on the attention and so are all known before it runs.
+When the model is built, a user class is checked against this interface on a tiny batch;
+what is missing is reported in one line (:func:`check_attention`).  The fixed context of the
+baseline is not an attention: it lives in :mod:`pipeline.model.context`.
+
+Shapes in this module: B sentences, S source positions, Hq query width, K key width, A attn_dim.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from pipeline.model.cpu_kernels import cpu_kernels
-from pipeline.model.encoder import EncoderOutput
-from pipeline.model.linear import linear
-
-ADDITIVE_CHUNK_ELEMENTS = 1 << 25  # attend_all bounds its [B, t, S, A] tanh input to this many elements
+from pipeline.errors import UserError
+from pipeline.model.config import AttentionScore, ModelConfig
 
 
-def _normalise(energies: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked softmax of ``energies`` [B, S] or [B, T, S] (eq. 5) and the context Σ_j α_ij h_j.
+@dataclass
+class AttentionHistory:
+    """What an attention that takes ``history`` sees of the past steps (zeros at the first step).
 
-    The softmax runs in float32 even under low-precision autocast; masked energies are
-    -inf, so padded positions get exactly 0 weight.  Returns (context [B, (T,) 2He], α float32).
-    """
-    mask = enc.mask if energies.dim() == 2 else enc.mask.unsqueeze(1)
-    weights = torch.softmax(torch.where(mask, energies, float("-inf")), dim=-1, dtype=torch.float32)
-    states = enc.states
-    w = weights.to(states.dtype)
-    context = torch.bmm(w.unsqueeze(1), states).squeeze(1) if w.dim() == 2 else torch.bmm(w, states)
-    return context, weights
-
-
-def _fused_step(
-    q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor, enc: EncoderOutput
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(context, α) of the additive step by the fused CPU kernel, or None where it does not apply:
-    gradients needed (its backward is :mod:`pipeline.model.recurrence`'s), other devices, mixed dtypes."""
-    states = enc.states
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, keys, v, states)):
-        return None
-    if keys.dtype != states.dtype:
-        return None
-    kernel = cpu_kernels(keys.device)
-    if kernel is None:
-        return None
-    alpha = torch.empty(enc.mask.shape, dtype=torch.float32, device=keys.device)
-    context = torch.empty(states.shape[0], states.shape[2], dtype=states.dtype, device=keys.device)
-    q, v = q.float().contiguous(), v.float().contiguous()
-    kernel.attention_forward(keys.contiguous(), q, v, states.contiguous(), enc.mask.contiguous(), alpha, context)
-    return context, alpha
-
-
-class BahdanauAttention(nn.Module):
-    """Additive attention (Bahdanau et al. 2015, eqs. 5-6 and appendix A.1.2).
-
-    e_ij     = v_aᵀ tanh(W_a s_{i-1} + U_a h_j)            (eq. 6, the alignment model)
-    α_ij     = exp(e_ij) / Σ_k exp(e_ik)                     (eq. 5, over real source positions only)
-    c_i      = Σ_j α_ij h_j                                  (eq. 5)
-
-    Shapes: query s_{i-1} [B, Hd] (s_i under Luong's placement, :mod:`pipeline.model.luong`);
-    annotations h [B, S, 2He]; keys U_a h [B, S, A];
-    context [B, 2He]; weights [B, S] (float32, exactly 0 on padded positions).
-    As in the paper there are no biases.  Stateless between calls.
+    previous    [B, S] float32  α_{i-1}
+    cumulative  [B, S] float32  Σ_{k<i} α_k (the coverage of Tu et al. 2016)
     """
 
-    has_attention = True
-    static = False
+    previous: torch.Tensor
+    cumulative: torch.Tensor
+
+    @staticmethod
+    def start(mask: torch.Tensor) -> AttentionHistory:
+        zeros = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        return AttentionHistory(zeros, zeros)
+
+    def after(self, weights: torch.Tensor) -> AttentionHistory:
+        """The history the next step sees, once this step attended with ``weights`` [B, S]."""
+        return AttentionHistory(weights, self.cumulative + weights)
+
+    def index_select(self, idx: torch.Tensor) -> AttentionHistory:
+        return AttentionHistory(self.previous.index_select(0, idx), self.cumulative.index_select(0, idx))
+
+
+def masked_softmax(energies: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """α = softmax of ``energies`` [B, S] over the positions where ``mask`` [B, S] is True (eq. 5).
+
+    Float32 even under low-precision autocast; padded positions get exactly 0.
+    """
+    return torch.softmax(energies.float().masked_fill(~mask, float("-inf")), dim=-1)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau et al. 2015, eq. 6 and appendix A.1.2: the alignment model of RNNsearch.
+
+    e_ij = v_aᵀ tanh(W_a s_{i-1} + U_a h_j),   α_i = softmax_j(e_ij) over real positions (eq. 5)
+
+    U_a h_j does not depend on the step, so :meth:`precompute` applies it once per batch.
+    As in the paper there are no biases.  keys U_a h [B, S, A].
+    """
 
     def __init__(self, query_dim: int, key_dim: int, attn_dim: int) -> None:
         super().__init__()
-        self.query_dim, self.key_dim, self.attn_dim = query_dim, key_dim, attn_dim
+        self.attn_dim = attn_dim
         self.W_a = nn.Linear(query_dim, attn_dim, bias=False)
         self.U_a = nn.Linear(key_dim, attn_dim, bias=False)
         self.v_a = nn.Parameter(torch.empty(attn_dim))
         self.reset_parameters()
-
-    @property
-    def context_dim(self) -> int:
-        return self.key_dim
-
-    @property
-    def query_projection(self) -> nn.Linear | None:
-        """W_a, for callers that fuse it with another GEMM on the same query; then call :meth:`attend`."""
-        return self.W_a
 
     def reset_parameters(self) -> None:
         """W_a, U_a Xavier-uniform; v_a U(-1/sqrt(A), 1/sqrt(A)).
@@ -101,134 +103,152 @@ class BahdanauAttention(nn.Module):
         bound = self.attn_dim**-0.5
         nn.init.uniform_(self.v_a, -bound, bound)
 
-    def precompute(self, enc: EncoderOutput) -> torch.Tensor:
-        """keys = U_a h_j for every source position [B, S, A]: step-independent, so computed once per batch."""
-        return linear(enc.states, self.U_a.weight)
+    def precompute(self, states: torch.Tensor) -> torch.Tensor:
+        """U_a h_j for every source position [B, S, A]."""
+        return self.U_a(states)
 
-    def attend(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention from an already projected query q = W_a s_{i-1} [B, A].
-
-        Returns (context c_i [B, 2He], weights α_i [B, S] float32).  The softmax runs in
-        float32 even under low-precision autocast; masked energies are -inf, so padded
-        positions get exactly 0 weight.  Without gradients (search) on the CPU the step runs
-        as one call of the fused kernel (pipeline/model/cpu_kernels.py) when it is available.
-        """
-        fused = _fused_step(q, keys, self.v_a, enc)
-        if fused is not None:
-            return fused
-        energies = torch.matmul(torch.tanh(keys + q.unsqueeze(1)), self.v_a.to(keys.dtype))  # [B, S]  eq. 6
-        return _normalise(energies, enc)
-
-    def attend_all(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`attend` for the projected queries of all steps, q [B, T, A]: (context [B, T, 2He], α [B, T, S]).
-
-        The [B, T, S, A] tanh input is built a chunk of steps at a time, at most
-        ``ADDITIVE_CHUNK_ELEMENTS`` elements (unless one step alone is larger).  That bounds
-        memory without gradients (validation, alignment); in training autograd keeps every
-        chunk's tanh for the backward pass, B*T*S*A in all, as the step-by-step loop does.
-        """
-        b, t, a = q.shape
-        step = max(1, ADDITIVE_CHUNK_ELEMENTS // max(1, b * keys.shape[1] * a))
-        v = self.v_a.to(keys.dtype)
-        energies = torch.cat(
-            [
-                torch.matmul(torch.tanh(keys.unsqueeze(1) + chunk.to(keys.dtype).unsqueeze(2)), v)
-                for chunk in q.split(step, dim=1)
-            ],
-            dim=1,
-        )  # [B, T, S]  eq. 6
-        return _normalise(energies, enc)
-
-    def forward(
-        self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """c_i and α_i for query s_{i-1} [B, Hd]; ``keys`` from :meth:`precompute`."""
-        return self.attend(self.W_a(query), keys, enc)
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """α_i [B, S] for the query s_{i-1} [B, Hq]."""
+        pre = keys + self.W_a(query).unsqueeze(1)  # [B, S, A]
+        energies = torch.matmul(torch.tanh(pre), self.v_a.to(pre.dtype))  # e_ij, eq. 6
+        return masked_softmax(energies, mask)
 
 
-class DotProductAttention(nn.Module):
-    """Multiplicative scores (Luong, Pham & Manning 2015, eq. 8), queried with s_{i-1} as in Bahdanau
-    (with s_i under Luong's placement, :mod:`pipeline.model.luong`).
+class DotAttention(nn.Module):
+    """Luong, Pham & Manning 2015, eq. 8 'dot': e_ij = s_{i-1}ᵀ h_j.
 
-    dot         e_ij = s_{i-1}ᵀ h_j                 needs Hd = 2He; otherwise h_j is first
-                                                    projected to Hd by a learned W (= general)
-    general     e_ij = s_{i-1}ᵀ W h_j               W: [Hd, 2He], no bias
-    scaled_dot  e_ij = s_{i-1}ᵀ h_j / sqrt(Hd)      (the same projection rule as dot)
-
-    α and c_i as in eq. 5.  W h_j does not depend on the step, so ``precompute`` applies it
-    once per batch and each step costs one batched matrix-vector product instead of the
-    additive score's [S, A] tanh.  Same interface and shapes as :class:`BahdanauAttention`.
+    Needs Hq = K; otherwise h_j is first projected to Hq by a learned W (which is 'general').
+    ``attn_dim`` does not apply.  keys (W) h [B, S, Hq].
     """
 
-    has_attention = True
-    static = False
-    query_projection: nn.Linear | None = None  # scores use s_{i-1} itself
+    scale = 1.0
 
-    def __init__(self, query_dim: int, key_dim: int, score: str) -> None:
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int, project: bool = False) -> None:
         super().__init__()
-        self.query_dim, self.key_dim, self.score = query_dim, key_dim, score
-        project = score == "general" or key_dim != query_dim
-        self.W = nn.Linear(key_dim, query_dim, bias=False) if project else None
-        self.scale = query_dim**-0.5 if score == "scaled_dot" else 1.0
-        self.reset_parameters()
-
-    @property
-    def context_dim(self) -> int:
-        return self.key_dim
-
-    def reset_parameters(self) -> None:
-        """W Xavier-uniform (when present)."""
+        self.W = nn.Linear(key_dim, query_dim, bias=False) if project or key_dim != query_dim else None
         if self.W is not None:
             nn.init.xavier_uniform_(self.W.weight)
 
-    def precompute(self, enc: EncoderOutput) -> torch.Tensor:
-        """keys = W h_j (or h_j) for every source position [B, S, Hd]."""
-        return enc.states if self.W is None else linear(enc.states, self.W.weight)
+    def precompute(self, states: torch.Tensor) -> torch.Tensor:
+        """W h_j (or h_j itself) for every source position [B, S, Hq]."""
+        return states if self.W is None else self.W(states)
 
-    def attend(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context [B, 2He], weights [B, S] float32) for the query q = s_{i-1} [B, Hd]."""
-        energies = torch.bmm(keys, q.to(keys.dtype).unsqueeze(2)).squeeze(2)  # [B, S]
-        if self.scale != 1.0:
-            energies = energies * self.scale
-        return _normalise(energies, enc)
-
-    def attend_all(self, q: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`attend` for the queries of all steps, q [B, T, Hd]: one batched GEMM for every score."""
-        energies = torch.bmm(q.to(keys.dtype), keys.transpose(1, 2))  # [B, T, S]
-        if self.scale != 1.0:
-            energies = energies * self.scale
-        return _normalise(energies, enc)
-
-    def forward(
-        self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.attend(query, keys, enc)
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """α_i [B, S] for the query [B, Hq]."""
+        energies = torch.bmm(keys, query.to(keys.dtype).unsqueeze(2)).squeeze(2)  # [B, S]
+        return masked_softmax(energies * self.scale if self.scale != 1.0 else energies, mask)
 
 
-class FixedContext(nn.Module):
-    """The RNN encoder-decoder baseline: c_i = c for every step i.
+class GeneralAttention(DotAttention):
+    """Luong et al. 2015, eq. 8 'general': e_ij = s_{i-1}ᵀ W h_j, W [Hq, K] without bias."""
 
-    Appendix A.2.2: RNNsearch "becomes RNN Encoder-Decoder if we fix c_i to →h_{T_x}".
-    Here c = [→h_{T_x} ; ←h_1] (``enc.summary`` [B, 2He]), the bidirectional analogue,
-    so that the two models differ only in this module.  No parameters.
-    """
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int) -> None:
+        super().__init__(query_dim, key_dim, attn_dim, project=True)
 
-    has_attention = False
-    static = True
-    query_projection: nn.Linear | None = None
 
-    def __init__(self, key_dim: int | None = None) -> None:
-        super().__init__()
-        self.key_dim = key_dim
+class ScaledDotAttention(DotAttention):
+    """e_ij = s_{i-1}ᵀ h_j / sqrt(Hq) (Vaswani et al. 2017's scaling; projected as :class:`DotAttention`)."""
 
-    @property
-    def context_dim(self) -> int | None:
-        return self.key_dim
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int) -> None:
+        super().__init__(query_dim, key_dim, attn_dim)
+        self.scale = query_dim**-0.5
 
-    def precompute(self, enc: EncoderOutput) -> torch.Tensor:
-        """The fixed context c [B, 2He]."""
-        return enc.summary
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, None]:
-        """(c [B, 2He], None) whatever the step."""
-        return enc.summary, None
+BUILT_IN: dict[AttentionScore, type[nn.Module]] = {
+    AttentionScore.additive: AdditiveAttention,
+    AttentionScore.dot: DotAttention,
+    AttentionScore.general: GeneralAttention,
+    AttentionScore.scaled_dot: ScaledDotAttention,
+}
+
+
+def takes_history(attention: nn.Module) -> bool:
+    """Whether ``attention.forward`` wants the :class:`AttentionHistory` (a parameter named ``history``)."""
+    return "history" in inspect.signature(attention.forward).parameters
+
+
+def attention_class(cfg: ModelConfig) -> type[nn.Module]:
+    """The class ``model.attention_class`` names, else the built-in of ``model.attention.score``."""
+    if cfg.attention_class:
+        return import_class(cfg.attention_class)
+    return BUILT_IN[AttentionScore(cfg.attention.score)]
+
+
+def import_class(path: str, key: str = "model.attention_class") -> type:
+    """The class at ``module.Class``, importing the module from the current directory or PYTHONPATH."""
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise UserError(f"{key}={path} must be module.Class, e.g. my_attention.MyAttention")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # console scripts do not search the current directory
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise UserError(
+            f"{key}={path}: cannot import {module_name} ({err}); put {module_name.replace('.', '/')}.py in the "
+            "current directory or on PYTHONPATH"
+        ) from None
+    except Exception as err:
+        raise UserError(f"{key}={path}: importing {module_name} failed ({type(err).__name__}: {err})") from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise UserError(f"{key}={path}: {module_name} has no class {class_name}")
+    return cls
+
+
+def build_attention(cls: type[nn.Module], query_dim: int, key_dim: int, attn_dim: int) -> nn.Module:
+    """``cls(query_dim=..., key_dim=..., attn_dim=...)``, checked against the interface."""
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if not issubclass(cls, nn.Module):
+        raise UserError(f"attention {name} is not a torch.nn.Module subclass; derive it from nn.Module")
+    try:
+        attention = cls(query_dim=query_dim, key_dim=key_dim, attn_dim=attn_dim)
+    except TypeError as err:
+        raise UserError(
+            f"attention {name}(query_dim={query_dim}, key_dim={key_dim}, attn_dim={attn_dim}) failed ({err}); "
+            "its __init__ must take these three keywords"
+        ) from None
+    if cls not in BUILT_IN.values():
+        check_attention(attention, name, query_dim, key_dim)
+    return attention
+
+
+def check_attention(attention: nn.Module, name: str, query_dim: int, key_dim: int) -> None:
+    """Run ``attention`` once on a tiny batch (2 sentences, 3 positions, one of them padding) and
+    raise a one-line :class:`UserError` saying what does not meet the interface."""
+    params = list(inspect.signature(attention.forward).parameters)
+    if len([p for p in params if p != "history"]) < 3:
+        raise UserError(
+            f"attention {name}.forward must take (query, keys, mask) and optionally history; it takes {params}"
+        )
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(2, 3, key_dim, generator=g)
+    query = torch.randn(2, query_dim, generator=g)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    extra = {"history": AttentionHistory.start(mask)} if takes_history(attention) else {}
+    was_training = attention.training
+    attention.eval()
+    try:
+        with torch.no_grad():
+            keys = attention.precompute(states) if hasattr(attention, "precompute") else states
+            weights = attention(query, keys, mask, **extra)
+    except Exception as err:
+        raise UserError(
+            f"attention {name} failed on a test batch (query [2, {query_dim}], states [2, 3, {key_dim}], "
+            f"mask [2, 3]): {type(err).__name__}: {err}"
+        ) from None
+    finally:
+        attention.train(was_training)
+    if not isinstance(weights, torch.Tensor) or weights.shape != mask.shape:
+        got = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+        raise UserError(
+            f"attention {name}.forward must return weights [B, S] = [2, 3] for that batch; it returned {got}"
+        )
+    w = weights.float()
+    if not torch.isfinite(w[mask]).all() or (w[~mask].abs() > 1e-6).any():
+        raise UserError(f"attention {name}: weights must be finite and 0 where mask is False (use masked_softmax)")
+    if not torch.allclose(w.sum(-1), torch.ones(2), atol=1e-3):
+        raise UserError(
+            f"attention {name}: weights must sum to 1 over the real positions; they sum to "
+            f"{[round(x, 4) for x in w.sum(-1).tolist()]} (use pipeline.model.attention.masked_softmax)"
+        )

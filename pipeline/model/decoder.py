@@ -1,29 +1,19 @@
-"""GRU decoder with a pluggable context module and a deep (maxout) output (Bahdanau et al. 2015).
+"""GRU decoder with a context module and a deep (maxout) output (Bahdanau et al. 2015, eq. 4, appendix A.2.2).
 
 Shapes: B sentences, T target positions, S source positions, E = emb_dim,
 Hd = decoder hidden, C = 2He = context width, R = readout_dim, V = target vocabulary.
 
-Recurrence (eq. 4, appendix A.2.2), with c_i computed from the query s_{i-1}:
+One step, from the previous word y_{i-1} and state s_{i-1} (:meth:`Decoder.advance`):
 
-    s_0 = tanh(W_s h̄)                         h̄ = ←h_1 (init_state=first_backward) or the masked mean of h_j
-    c_i = context(s_{i-1}, h)                  attention (eqs. 5-6) or the fixed summary c
-    s_i = GRU(s_{i-1}, [E y_{i-1} ; c_i])      gates r, z, n exactly as ``torch.nn.GRUCell``
-
-Deep output (A.2.2):
-
+    c_i = context(s_{i-1}, h)                  attention (eqs. 5-6) or the fixed summary c (pipeline/model/context.py)
+    s_i = GRU(s_{i-1}, [E y_{i-1} ; c_i])      eq. 4, gates r, z, n exactly as ``torch.nn.GRUCell``
     t̃_i = U_o s + V_o E y_{i-1} + C_o c_i      s = s_i (readout_state=current) or s_{i-1} (previous)
     t_i  = maxout_2(t̃_i)  or  tanh(t̃_i)        t̃ has 2R resp. R units
     p(y_i | ...) = softmax(W_o dropout(t_i))    W_o optionally tied to E (then R must equal E)
 
-Teacher-forced :meth:`Decoder.forward` is written for throughput: W_ie E y for all
-steps is one GEMM before the loop; the loop itself is :func:`gru_recurrence`
-(pipeline/model/recurrence.py), one autograd function with a hand-written backward
-whose steps do only the query-dependent work (W_hh s_{i-1} fused with the attention's
-W_a s_{i-1} into one GEMM, attention, W_ic c_i, gate arithmetic) and whose weight
-gradients are one GEMM over all steps; the deep output and vocabulary projection of
-all steps are batched after the loop.  With a static context (the baseline) W_ic c and
-C_o c are computed once.  :meth:`Decoder.step` computes the same function one step
-at a time for search, with plain autograd ops: the reference the fused path is tested against.
+and before the first step s_0 = tanh(W_s h̄), h̄ = ←h_1 (init_state=first_backward) or the
+masked mean of the h_j.  Search calls :meth:`Decoder.step` once per output word;
+teacher-forced training (:meth:`Decoder.forward`) loops over the very same step.
 """
 
 from __future__ import annotations
@@ -31,30 +21,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.errors import UserError
-from pipeline.model.dropout import Dropout, by_kernel, dropout, dropped_pieces, kernels_for
+from pipeline.model.attention import AttentionHistory
+from pipeline.model.config import InitState, ModelConfig, Readout, ReadoutState
 from pipeline.model.encoder import EncoderOutput
-from pipeline.model.linear import linear
-from pipeline.model.recurrence import ADDITIVE, DOT, gru_recurrence
-from pipeline.tokenizer import PAD_ID
 
 
 @dataclass
 class DecoderState:
-    """Search state after some steps.
+    """Where decoding stands after some steps.
 
-    s    [B, Hd]   decoder state s_{i-1} (the query of the next step)
-    enc            the encoder output the state attends to (rows aligned with ``s``)
-    keys           ``context.precompute(enc)``: U_a h [B, S, A] (attention) or c [B, 2He] (fixed)
+    s        [B, Hd]  decoder state s_{i-1} (the query of the next step)
+    enc               the encoder output the state attends to (rows aligned with ``s``)
+    keys              ``context.precompute(enc)``: the attention's keys, or c [B, 2He] (fixed context)
+    history           α_{i-1} and Σ α for an attention that takes ``history``, else None
     """
 
     s: torch.Tensor
     enc: EncoderOutput
     keys: torch.Tensor
+    history: AttentionHistory | None = None
 
     def index_select(self, idx: torch.Tensor, same_source: bool = False) -> DecoderState:
         """Rows ``idx`` [B'] (long) of every tensor, including ``enc`` and ``keys`` (beam reorder / repeat).
@@ -62,12 +50,11 @@ class DecoderState:
         ``same_source``: row j and row idx[j] attend the same sentence (a beam reorder within
         groups), so ``enc`` and ``keys``, identical across a group, are kept without a copy.
         """
+        history = None if self.history is None else self.history.index_select(idx)
         if same_source:
-            return DecoderState(s=self.s.index_select(0, idx), enc=self.enc, keys=self.keys)
+            return DecoderState(self.s.index_select(0, idx), self.enc, self.keys, history)
         return DecoderState(
-            s=self.s.index_select(0, idx),
-            enc=self.enc.index_select(idx),
-            keys=self.keys.index_select(0, idx),
+            self.s.index_select(0, idx), self.enc.index_select(idx), self.keys.index_select(0, idx), history
         )
 
 
@@ -97,200 +84,116 @@ def init_input_dim(cfg: ModelConfig) -> int:
     return cfg.encoder.hidden_dim if first else 2 * cfg.encoder.hidden_dim
 
 
-def gru_update(gi: torch.Tensor, gh_rz: torch.Tensor, gh_n: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """GRU update from the input part ``gi`` [B, 3Hd] and recurrent parts ``gh_rz`` [B, 2Hd], ``gh_n`` [B, Hd].
-
-    Gate order r, z, n as in ``torch.nn.GRUCell``:
-    r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r ⊙ gh_n), s' = (1 - z) ⊙ n + z ⊙ s.
-    (``split`` rather than slicing: its backward is one cat, not a zero-fill per slice.)
-    """
-    hd = gh_n.shape[-1]
-    gi_rz, gi_n = gi.split([2 * hd, hd], 1)
-    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, 1)
-    n = torch.tanh(torch.addcmul(gi_n, r, gh_n))
-    return torch.lerp(n, s, z)
-
-
-class _MaxoutPairs(torch.autograd.Function):
-    """max(t̃_2k, t̃_2k+1) for every k (the maxout of appendix A.2.2).  ``amax``'s backward
-    compares the input with the output again and divides by the tie count; here the forward
-    keeps which of each pair won (one bool per output) and the backward routes the gradient
-    there (ties, of measure zero, go to the first)."""
-
-    @staticmethod
-    def forward(ctx, pre):
-        pairs = pre.unflatten(-1, (-1, 2))
-        first = pairs[..., 0] >= pairs[..., 1]
-        ctx.save_for_backward(first)
-        return torch.where(first, pairs[..., 0], pairs[..., 1])
-
-    @staticmethod
-    def backward(ctx, grad):
-        (first,) = ctx.saved_tensors
-        zero = grad.new_zeros(())
-        return torch.stack([torch.where(first, grad, zero), torch.where(first, zero, grad)], -1).flatten(-2)
+def init_embedding_(embedding: nn.Embedding, pad_id: int) -> None:
+    """N(0, emb_dim^-1) with the PAD row zero."""
+    nn.init.normal_(embedding.weight, std=embedding.embedding_dim**-0.5)
+    with torch.no_grad():
+        embedding.weight[pad_id].zero_()
 
 
 def maxout_pairs(pre: torch.Tensor) -> torch.Tensor:
     """t [..., R] = max over adjacent pairs of ``pre`` [..., 2R] (maxout with 2 pieces, appendix A.2.2)."""
-    return _MaxoutPairs.apply(pre)
+    return pre.unflatten(-1, (-1, 2)).amax(-1)
 
 
-def maxout_dropout(pre: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``dropout(maxout_pairs(pre), p, training)``: by one fused CPU kernel where it is built
-    (float32/bf16 on the CPU), which draws its mask as :func:`pipeline.model.dropout.dropout` does."""
-    dropped = dropped_pieces(p) if training else 0
-    kernels = kernels_for(pre, dropped)
-    if kernels is None:
-        return dropout(maxout_pairs(pre), p, training)
-    return by_kernel(pre, dropped, kernels.maxout_dropout_forward, kernels.maxout_dropout_backward)
+class StepDecoder(nn.Module):
+    """What every decoder here shares, built on the subclass's :meth:`advance` (one step up to W_o):
+    the state before the first step, the search's step, and teacher forcing as a loop over the
+    same steps, so that what trains is what searches.  A subclass sets ``W_s``, ``init_mode``,
+    ``context`` and ``out`` (W_o)."""
+
+    def advance(
+        self, prev_tokens: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """One step from y_{i-1} = ``prev_tokens`` [B] long, up to W_o: (its features [B, R],
+        the new state, α_i [B, S] float32 or None)."""
+        raise NotImplementedError
+
+    def start(self, enc: EncoderOutput) -> DecoderState:
+        """The state before the first step: s_0, the context's keys, an empty attention history."""
+        s0 = initial_state(self.W_s, enc, self.init_mode)
+        return DecoderState(s0, enc, self.context.precompute(enc), self.context.start_history(enc))
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """One search step: (logits [B, V], the new state, α_i [B, S] or None)."""
+        t, state, alpha = self.advance(prev_tokens, state)
+        return self.out(t), state, alpha
+
+    def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher forcing over ``tgt_in`` [B, T] (BOS + y without its last word), one :meth:`advance`
+        per position: (features after dropout [B, T, R], α [B, T, S] float32 or None).  W_o and the
+        loss are applied by the caller (:class:`~pipeline.model.seq2seq.Seq2Seq`)."""
+        state = self.start(enc)
+        features, weights = [], []
+        for i in range(tgt_in.shape[1]):
+            t, state, alpha = self.advance(tgt_in[:, i], state)
+            features.append(t)
+            weights.append(alpha)
+        attn = torch.stack(weights, 1) if self.context.has_attention else None
+        return torch.stack(features, 1), attn
 
 
-class Decoder(nn.Module):
-    """Conditional GRU decoder; ``context_module`` is :class:`BahdanauAttention` or :class:`FixedContext`."""
+class Decoder(StepDecoder):
+    """Conditional GRU decoder; ``context`` is an :class:`~pipeline.model.context.AttentionContext`
+    (RNNsearch) or a :class:`~pipeline.model.context.FixedContext` (the baseline)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, context_module: nn.Module) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, context: nn.Module, pad_id: int) -> None:
         super().__init__()
         d = cfg.decoder
-        self.emb_dim = cfg.emb_dim
-        self.hidden_dim = hd = d.hidden_dim
-        self.context_dim = cd = 2 * cfg.encoder.hidden_dim
-        self.readout_dim = rd = d.readout_dim
-        self._rz_n = [2 * hd, hd]
+        self.emb_dim, self.hidden_dim, self.context_dim = cfg.emb_dim, d.hidden_dim, 2 * cfg.encoder.hidden_dim
+        self.pad_id = pad_id
         self.init_mode = InitState(d.init_state)
         self.readout_mode = Readout(d.readout)
         self.readout_state = ReadoutState(d.readout_state)
         check_tied_output(cfg)
-        self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD_ID)
-        self.dropout = Dropout(cfg.dropout)
-        self.context = context_module
-        self.W_s = nn.Linear(init_input_dim(cfg), hd)
-        # GRU(s_{i-1}, [E y ; c]) with the input weight split into its E y and c columns.
-        self.weight_ie = nn.Parameter(torch.empty(3 * hd, cfg.emb_dim))
-        self.weight_ic = nn.Parameter(torch.empty(3 * hd, cd))
-        self.bias_ih = nn.Parameter(torch.empty(3 * hd))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hd, hd))
-        self.bias_hh = nn.Parameter(torch.empty(3 * hd))
-        # Deep output: readout.weight = [U_o | V_o | C_o], columns for s, E y, c.
+        self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.context = context
+        self.W_s = nn.Linear(init_input_dim(cfg), d.hidden_dim)
+        self.cell = nn.GRUCell(cfg.emb_dim + self.context_dim, d.hidden_dim)  # input [E y_{i-1} ; c_i]
         pieces = 2 if self.readout_mode == Readout.maxout else 1
-        self.readout = nn.Linear(hd + cfg.emb_dim + cd, pieces * rd)
-        self.out = nn.Linear(rd, vocab_size)  # W_o
+        self.readout = nn.Linear(d.hidden_dim + cfg.emb_dim + self.context_dim, pieces * d.readout_dim)  # [U_o V_o C_o]
+        self.out = nn.Linear(d.readout_dim, vocab_size)  # W_o
         self.tied = d.tie_embeddings
         if self.tied:
             self.out.weight = self.embedding.weight
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Initialisation (all biases zero):
-
-        - embedding E: N(0, emb_dim^-1), PAD row zero (also W_o when tied);
-        - recurrent weight_hh: orthogonal per gate block (r, z, n);
-        - input weights weight_ie, weight_ic, W_s, readout, untied W_o: Xavier-uniform (per gate block for the GRU).
-        """
-        nn.init.normal_(self.embedding.weight, std=self.emb_dim**-0.5)
-        with torch.no_grad():
-            self.embedding.weight[PAD_ID].zero_()
-        for w in (self.weight_ie, self.weight_ic):
-            for block in w.data.chunk(3, 0):
+        """All biases zero; E ~ N(0, 1/E) with the PAD row zero (also W_o when tied); the GRU's
+        recurrent weight orthogonal and its E y and c input columns Xavier-uniform, per gate block;
+        W_s, the readout and an untied W_o Xavier-uniform."""
+        init_embedding_(self.embedding, self.pad_id)
+        w_ih = self.cell.weight_ih.data
+        for columns in w_ih.split([self.emb_dim, self.context_dim], 1):
+            for block in columns.chunk(3, 0):
                 nn.init.xavier_uniform_(block)
-        for block in self.weight_hh.data.chunk(3, 0):
+        for block in self.cell.weight_hh.data.chunk(3, 0):
             nn.init.orthogonal_(block)
         for lin in (self.W_s, self.readout):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.zeros_(lin.bias)
         if not self.tied:
             nn.init.xavier_uniform_(self.out.weight)
-        for b in (self.bias_ih, self.bias_hh, self.out.bias):
+        for b in (self.cell.bias_ih, self.cell.bias_hh, self.out.bias):
             nn.init.zeros_(b)
 
-    # ------------------------------------------------------------------ pieces
-
-    def initial_state(self, enc: EncoderOutput) -> torch.Tensor:
-        """s_0 = tanh(W_s h̄) [B, Hd] (appendix A.2.2)."""
-        return initial_state(self.W_s, enc, self.init_mode)
-
-    def _cell(self, gi: torch.Tensor, gh_rz: torch.Tensor, gh_n: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """:func:`gru_update`."""
-        return gru_update(gi, gh_rz, gh_n, s)
-
-    def _features(self, pre: torch.Tensor) -> torch.Tensor:
-        """t̃ [..., pieces*R] -> maxout/tanh -> dropout: the input of W_o [..., R]."""
-        if self.readout_mode == Readout.maxout:  # max over adjacent pairs (A.2.2)
-            return maxout_dropout(pre, self.dropout.p, self.training)
-        return self.dropout(torch.tanh(pre))
-
-    def _project(self, pre: torch.Tensor) -> torch.Tensor:
-        """t̃ [..., pieces*R] -> logits [..., V]."""
-        return self.out(self._features(pre))
-
-    # ------------------------------------------------------------------ search API
-
-    def start(self, enc: EncoderOutput) -> DecoderState:
-        """Initial search state: s_0 and the precomputed keys."""
-        return DecoderState(s=self.initial_state(enc), enc=enc, keys=self.context.precompute(enc))
-
-    def step(
+    def advance(
         self, prev_tokens: torch.Tensor, state: DecoderState
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """One step from y_{i-1} = ``prev_tokens`` [B] long: (logits [B, V], new state, α_i [B, S] or None)."""
-        s = state.s
-        ey = self.dropout(self.embedding(prev_tokens))  # [B, E]
-        c, attn = self.context(s, state.keys, state.enc)  # c_i from s_{i-1}
-        gi = F.linear(ey, self.weight_ie, self.bias_ih) + F.linear(c, self.weight_ic)
-        gh_rz, gh_n = F.linear(s, self.weight_hh, self.bias_hh).split(self._rz_n, 1)
-        s_new = self._cell(gi, gh_rz, gh_n, s.to(gh_n.dtype))
-        s_out = s_new if self.readout_state == ReadoutState.current else s
-        dt = s_out.dtype
-        logits = self._project(self.readout(torch.cat([s_out, ey.to(dt), c.to(dt)], dim=-1)))
-        return logits, DecoderState(s=s_new, enc=state.enc, keys=state.keys), attn
+        """One step from y_{i-1} = ``prev_tokens`` [B] long, up to W_o: (t_i after dropout [B, R],
+        the new state, α_i [B, S] float32 or None)."""
+        ey = self.dropout(self.embedding(prev_tokens))  # E y_{i-1} [B, E]
+        c, alpha = self.context(state.s, state.keys, state.enc, state.history)  # c_i from s_{i-1} (eqs. 5-6)
+        s = self.cell(torch.cat([ey, c.to(ey.dtype)], -1), state.s)  # s_i (eq. 4)
+        t = self.deep_output(s if self.readout_state == ReadoutState.current else state.s, ey, c)
+        history = None if state.history is None else state.history.after(alpha)
+        return t, DecoderState(s, state.enc, state.keys, history), alpha
 
-    # ------------------------------------------------------------------ teacher forcing
-
-    def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Teacher-forced decoding of ``tgt_in`` [B, T] (BOS + y): (logits [B, T, V], α [B, T, S] float32 or None)."""
-        t, attn = self.features(tgt_in, enc)
-        return self.out(t), attn
-
-    def features(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`forward` up to the output layer W_o: (t_i after dropout [B, T, R], α or None)."""
-        ctx = self.context
-        ey = self.dropout(self.embedding(tgt_in)).transpose(0, 1)  # [T, B, E]
-        gi = linear(ey, self.weight_ie, self.bias_ih)  # [T, B, 3Hd]: W_ie E y_{i-1} + b_ih, all steps at once
-        dt = gi.dtype  # the autocast dtype, or the parameters'
-        s0 = self.initial_state(enc).to(dt)
-        keys = ctx.precompute(enc)
-        if ctx.static:
-            c = keys  # [B, C], the same for every step: W_ic c hoisted out of the loop
-            s_all, _, _ = gru_recurrence(gi + F.linear(c, self.weight_ic), s0, self.weight_hh, self.bias_hh)
-            attn = None
-        else:
-            w_q, b_q, mode, scale, v = self._recurrence_weights()
-            s_all, c_all, a_all = gru_recurrence(
-                gi, s0, w_q, b_q, w_ic=self.weight_ic, keys=keys.to(dt),
-                states=enc.states.to(dt), mask=enc.mask, v=None if v is None else v.to(dt), mode=mode, scale=scale,
-            )  # fmt: skip
-            attn = a_all.transpose(0, 1).contiguous()  # [B, T, S]
-        s_seq = s_all[1:] if self.readout_state == ReadoutState.current else s_all[:-1]  # [T, B, Hd]
-        ey = ey.to(dt)
-        if ctx.static:
-            w_r = self.readout.weight
-            split = self.hidden_dim + self.emb_dim
-            pre = linear(torch.cat([s_seq, ey], -1), w_r[:, :split], self.readout.bias)
-            pre = pre + linear(c, w_r[:, split:])  # C_o c, once
-        else:
-            pre = linear(torch.cat([s_seq, ey, c_all], -1), self.readout.weight, self.readout.bias)
-        return self._features(pre).transpose(0, 1), attn  # element-wise over R: transposed after
-
-    def _recurrence_weights(self) -> tuple[torch.Tensor, torch.Tensor, str, float, torch.Tensor | None]:
-        """(W_q, b_q, mode, scale, v_a) of :func:`gru_recurrence` for this attention.
-
-        The additive score's W_a s_{i-1} is stacked under W_hh s_{i-1}, so one GEMM per step
-        computes both; the multiplicative scores query with s_{i-1} itself.
-        """
-        ctx = self.context
-        proj = ctx.query_projection
-        if proj is None:
-            return self.weight_hh, self.bias_hh, DOT, float(ctx.scale), None
-        q_bias = proj.bias if proj.bias is not None else self.bias_hh.new_zeros(proj.weight.shape[0])
-        w_q = torch.cat([self.weight_hh, proj.weight], 0)
-        return w_q, torch.cat([self.bias_hh, q_bias], 0), ADDITIVE, 1.0, ctx.v_a
+    def deep_output(self, s: torch.Tensor, ey: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """t_i after dropout [..., R] from t̃_i = U_o s + V_o E y_{i-1} + C_o c_i (appendix A.2.2)."""
+        pre = self.readout(torch.cat([s, ey.to(s.dtype), c.to(s.dtype)], -1))
+        t = maxout_pairs(pre) if self.readout_mode == Readout.maxout else torch.tanh(pre)
+        return self.dropout(t)

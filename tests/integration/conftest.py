@@ -8,7 +8,7 @@ import pytest
 from tinydata import tiny_train_config, write_slice
 
 from pipeline.config import ContextType
-from pipeline.train import train
+from pipeline.training.trainer import train
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from clirun import assert_user_error, run
 
-from pipeline.checkpoint import load_checkpoint
+from pipeline.training.checkpoint import load_checkpoint
 
 
 def _not_a_checkpoint(tmp, trained):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from tinydata import REPO, TINY_OVERRIDES, write_slice
 
-from pipeline.checkpoint import load_checkpoint
+from pipeline.training.checkpoint import load_checkpoint
 
 NO_DROPOUT = ["model.dropout=0", "model.encoder.dropout=0"]  # each rank draws its own dropout masks
 

@@ -14,7 +14,7 @@ import torch
 from clirun import assert_user_error, run
 from tinydata import REPO
 
-from pipeline.checkpoint import load_checkpoint
+from pipeline.training.checkpoint import load_checkpoint
 
 KEYS = {
     "bleu",

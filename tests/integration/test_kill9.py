@@ -22,8 +22,8 @@ import pytest
 import torch
 from tinydata import REPO, tiny_train_config, write_slice
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.train import train
+from pipeline.training.checkpoint import load_checkpoint
+from pipeline.training.trainer import train
 
 STEPS = 24
 
@@ -35,7 +35,7 @@ def _script(tmp, data) -> str:
         sys.path.insert(0, {str(REPO / "tests")!r})
         from pathlib import Path
         from tinydata import tiny_train_config
-        from pipeline.train import train
+        from pipeline.training.trainer import train
         cfg = tiny_train_config(Path({str(tmp)!r}), Path({str(data)!r}), max_steps={STEPS}, eval_every=8,
                                 log_every=1, checkpoint_every=1)
         train(cfg)

@@ -11,9 +11,9 @@ import datasets
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pipeline.cli import CONF_DIR
+from pipeline.cli.app import CONF_DIR
 from pipeline.config import DataConfig, Source, TokenizerConfig
-from pipeline.prepare import DROP_REASONS, filter_train, prepare
+from pipeline.data.prepare import DROP_REASONS, filter_train, prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "val", "test")

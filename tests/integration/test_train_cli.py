@@ -9,8 +9,8 @@ import sys
 import pytest
 from tinydata import REPO, TINY_OVERRIDES, write_slice
 
-from pipeline.hardware import resolve_device
-from pipeline.precision import use_bf16
+from pipeline.runtime.hardware import resolve_device
+from pipeline.runtime.precision import use_bf16
 
 
 def run_train(tmp_path, *overrides):

@@ -14,8 +14,8 @@ import pytest
 import torch
 from tinydata import REPO, tiny_train_config, write_slice
 
-from pipeline.checkpoint import load_checkpoint, step_path
-from pipeline.train import train
+from pipeline.training.checkpoint import load_checkpoint, step_path
+from pipeline.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_sigterm_saves_at_the_next_step_and_exits_0(tmp_path, slice_dir):
         sys.path.insert(0, {str(REPO / "tests")!r})
         from pathlib import Path
         from tinydata import tiny_train_config
-        from pipeline.train import train
+        from pipeline.training.trainer import train
         train(tiny_train_config(Path({str(tmp_path)!r}), Path({str(slice_dir)!r}), max_steps=100000,
                                 eval_every=1000, log_every=1))
         """
@@ -76,7 +76,7 @@ def test_resume_skips_a_corrupt_newest_checkpoint_and_still_ends_bit_identical(t
 
 def _poison(monkeypatch, bad_steps: set[int]) -> None:
     """Make the loss non-finite at the given (1-based) update numbers."""
-    from pipeline.train import Trainer
+    from pipeline.training.trainer import Trainer
 
     original = Trainer._loss_sum
 

@@ -1,0 +1,252 @@
+"""Export alignments: ``python -m pipeline.align checkpoint=PATH [split=test] [gold=FILE] ...``.
+
+What is aligned (``target``):
+
+* ``hyp``: the model's own translation, decoded with ``decode`` (greedy or beam;
+  under beam search each hypothesis carries its own attention, followed through the
+  back-pointers).  This is what Bahdanau et al. 2015, fig. 3 shows.
+* ``ref``: forced decoding of the reference translation (teacher forcing), so the
+  attention is over the *given* sentence pair.  AER needs this: the gold links are
+  between the gold sentences' words.
+
+Outputs, in ``out`` (default ``<run_dir>/align/<input>.<target>/``):
+``sentNNNN.{png,svg,pdf}`` heatmaps of the selected sentences, ``index.html`` (the
+interactive viewer), ``alignments.txt`` (Pharaoh, word level, one line per aligned
+sentence in the order of ``diagnostics.json``'s ``ids``), ``diagnostics.json`` and,
+with ``gold``, ``aer.json`` over every line of the gold file, with a diagonal
+baseline for comparison.  Rules for merging pieces and reading off links are in
+:mod:`pipeline.alignment.links`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.alignment.links import (
+    aer_counts,
+    diagnostics,
+    diagonal_links,
+    hard_links,
+    merge_to_words,
+    pharaoh,
+    piece_labels,
+    read_talp,
+    word_index_of_pieces,
+    words_of_pieces,
+)
+from pipeline.config import AlignAppConfig, AlignTarget, Level
+from pipeline.data.batching import collate
+from pipeline.decoding.translate import load_model, translate_texts
+from pipeline.errors import UserError
+from pipeline.evaluation.evaluate import decode_tag, read_inputs
+from pipeline.files import write_atomic
+from pipeline.reporting.gallery import gallery_html
+from pipeline.reporting.plots import save_heatmap
+from pipeline.runtime.precision import autocast_for, use_bf16
+from pipeline.training.checkpoint import Restored
+
+EOS_LABEL = "</s>"
+
+
+@dataclass
+class Aligned:
+    """One sentence pair with its attention at subword and word level."""
+
+    id: int
+    src_pieces: list[str]
+    tgt_pieces: list[str]
+    weights: np.ndarray  # [tgt pieces + 1, src pieces + 1]
+    src_words: list[str]
+    tgt_words: list[str]
+    word_weights: np.ndarray  # [tgt words + 1, src words + 1]
+
+    def view(self, level: Level) -> tuple[list[str], list[str], np.ndarray]:
+        """(source labels, target labels, weights) at ``level``, EOS row and column included."""
+        if level is Level.word:
+            return self.src_words + [EOS_LABEL], self.tgt_words + [EOS_LABEL], self.word_weights
+        return self.src_pieces + [EOS_LABEL], self.tgt_pieces + [EOS_LABEL], self.weights
+
+
+@torch.no_grad()
+def forced_attention(
+    restored: Restored, src_ids: list[list[int]], tgt_ids: list[list[int]], bf16: bool, batch_size: int = 64
+) -> list[np.ndarray]:
+    """Teacher-forced attention ``[len(tgt) + 1, len(src) + 1]`` for each pair, in input order."""
+    model = restored.model
+    device = next(model.parameters()).device
+    out: list[np.ndarray] = [np.zeros(0)] * len(src_ids)
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        b = collate([src_ids[i] for i in idx], [tgt_ids[i] for i in idx], idx)
+        with autocast_for(device, bf16):
+            _, attn = model(b.src.to(device), b.src_lens.to(device), b.tgt_in.to(device))
+        attn = attn.float().cpu().numpy()
+        for row, i in enumerate(idx):
+            out[i] = attn[row, : len(tgt_ids[i]) + 1, : len(src_ids[i]) + 1]
+    return out
+
+
+def _selection(cfg: AlignAppConfig, n: int) -> list[int]:
+    if cfg.ids:
+        bad = [i for i in cfg.ids if not 0 <= i < n]
+        if bad:
+            raise UserError(f"ids={bad} are out of range: the input has {n} sentences (0-based ids 0..{n - 1})")
+        return list(cfg.ids)
+    return list(range(n if cfg.num <= 0 else min(cfg.num, n)))
+
+
+def _target(cfg: AlignAppConfig, refs: list[str] | None) -> AlignTarget:
+    target = AlignTarget(cfg.target)
+    if target is AlignTarget.auto:
+        target = AlignTarget.ref if cfg.gold else AlignTarget.hyp
+    if cfg.gold and target is not AlignTarget.ref:
+        raise UserError("gold needs target=ref (AER scores the attention over the gold sentence pair), not target=hyp")
+    if target is AlignTarget.ref and refs is None:
+        raise UserError("target=ref (and gold) need references: give ref_file=FILE, line-aligned with src_file")
+    return target
+
+
+def align_sentences(
+    restored: Restored, cfg: AlignAppConfig, ids: list[int], srcs: list[str], refs: list[str] | None
+) -> list[Aligned]:
+    """Attention of each selected sentence, merged to words."""
+    tok = restored.tokenizer
+    bf16 = use_bf16(cfg.precision, restored.device)
+    src_enc = tok.src.encode_with_surfaces([srcs[i] for i in ids])
+    src_ids = [ids_ for ids_, _, _ in src_enc]
+    if _target(cfg, refs) is AlignTarget.ref:
+        tgt_enc = tok.tgt.encode_with_surfaces([refs[i] for i in ids])  # type: ignore[index]
+        matrices = forced_attention(restored, src_ids, [ids_ for ids_, _, _ in tgt_enc], bf16)
+    else:
+        result = translate_texts(restored, [srcs[i] for i in ids], cfg.decode, bf16)
+        tgt_enc = [(h.tokens, tok.tgt.id_to_piece(h.tokens), None) for h in result.hyps]
+        matrices = [h.attention.numpy() for h in result.hyps]  # type: ignore[union-attr]
+    aligned = []
+    for k, i in enumerate(ids):
+        (_, sp, s_surf), (_, tp, t_surf) = src_enc[k], tgt_enc[k]
+        words = merge_to_words(matrices[k], word_index_of_pieces(sp), word_index_of_pieces(tp))
+        aligned.append(
+            Aligned(
+                i,
+                piece_labels(sp, s_surf),
+                piece_labels(tp, t_surf),
+                matrices[k],
+                words_of_pieces(sp, s_surf),
+                words_of_pieces(tp, t_surf),
+                words,
+            )
+        )
+    return aligned
+
+
+def _links_at(item: Aligned, level: Level) -> list[tuple[int, int]]:
+    return hard_links(item.word_weights if level is Level.word else item.weights)
+
+
+def _check_word_counts(aligned: list[Aligned], srcs: list[str], refs: list[str], cfg: AlignAppConfig) -> None:
+    """AER compares word indices with the gold's: the pieces must spell the same whitespace words."""
+    for a in aligned:
+        for side, words, text, path in (
+            ("source", a.src_words, srcs[a.id], cfg.src_file),
+            ("reference", a.tgt_words, refs[a.id], cfg.ref_file),
+        ):
+            if len(words) != len(text.split()):
+                raise UserError(
+                    f"{path}:{a.id + 1}: the {side} has {len(text.split())} whitespace words but its pieces spell "
+                    f"{len(words)}; give whitespace-tokenized text whose words normalisation neither splits nor drops"
+                )
+
+
+def score_aer(aligned: list[Aligned], cfg: AlignAppConfig) -> dict:
+    """AER, precision and recall of the model's links and of the diagonal baseline."""
+    gold = read_talp(cfg.gold, cfg.gold_source_first)  # type: ignore[arg-type]
+    if len(gold) != len(aligned):
+        raise UserError(
+            f"{cfg.gold} has {len(gold)} lines but the input has {len(aligned)} sentences; use that set's files"
+        )
+    for lineno, (g, a) in enumerate(zip(gold, aligned), 1):
+        outside = sorted(link for link in g.possible if link[0] >= len(a.src_words) or link[1] >= len(a.tgt_words))
+        if outside:
+            s, t = outside[0]
+            raise UserError(
+                f"{cfg.gold}:{lineno}: link {s + 1}-{t + 1} (1-indexed, source-target) is outside the sentence pair "
+                f"of {len(a.src_words)} source and {len(a.tgt_words)} target words; check the gold file matches "
+                "src_file/ref_file (and gold_source_first)"
+            )
+    model = [set(hard_links(a.word_weights)) for a in aligned]
+    diagonal = [set(diagonal_links(len(a.src_words), len(a.tgt_words))) for a in aligned]
+    return {
+        "gold": str(Path(cfg.gold).resolve()),  # type: ignore[arg-type]
+        "sentences": len(gold),
+        "model": aer_counts(model, gold),
+        "diagonal_baseline": aer_counts(diagonal, gold),
+        "rule": "argmax source word per target word of the forced attention, pieces merged to words",
+    }
+
+
+def align(cfg: AlignAppConfig) -> dict:
+    """Run the export; returns a summary (paths and scores)."""
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl)
+    if not restored.model.has_attention:
+        raise UserError(
+            f"{cfg.checkpoint} is a {restored.config['model']['name']} model without attention: there is nothing to "
+            "plot; align an attention checkpoint (model=bahdanau)"
+        )
+    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config, require_ref=False)
+    target = _target(cfg, refs)
+    plotted = _selection(cfg, len(srcs))
+    ids = list(range(len(srcs))) if cfg.gold else plotted
+    aligned = align_sentences(restored, cfg, ids, srcs, refs)
+    aer = None
+    if cfg.gold:
+        _check_word_counts(aligned, srcs, refs, cfg)  # type: ignore[arg-type]
+        aer = score_aer(aligned, cfg)
+    tag = "ref" if target is AlignTarget.ref else decode_tag(cfg.decode)
+    shown = "reference, forced decoding" if target is AlignTarget.ref else f"translation, {tag}"
+    out = Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "align" / f"{stem}.{tag}"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "model": restored.config["model"]["name"],
+        "step": restored.step,
+        "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        "input": cfg.src_file or cfg.split.value,
+        "target": target.value,
+        "decode": tag,
+        "level": Level(cfg.level).value,
+        "shown": shown,
+    }
+    _write_plots(aligned, plotted, cfg, meta, out)
+    write_atomic(out / "alignments.txt", "".join(pharaoh(hard_links(a.word_weights)) + "\n" for a in aligned))
+    diag = {**meta, "ids": ids, "word_level": diagnostics([a.word_weights for a in aligned])}
+    write_atomic(out / "diagnostics.json", json.dumps(diag, indent=2) + "\n")
+    if aer is not None:
+        write_atomic(out / "aer.json", json.dumps({**meta, **aer}, indent=2) + "\n")
+    return {
+        "out": str(out),
+        "plotted": len(plotted),
+        "aligned": len(aligned),
+        "diagnostics": diag["word_level"],
+        "aer": aer,
+    }
+
+
+def _write_plots(aligned: list[Aligned], plotted: list[int], cfg: AlignAppConfig, meta: dict, out: Path) -> None:
+    level = Level(cfg.level)
+    by_id = {a.id: a for a in aligned}
+    items = []
+    for i in plotted:
+        src, tgt, w = by_id[i].view(level)
+        title = f"sentence {i} · {meta['model']} step {meta['step']} · {meta['shown']}"
+        save_heatmap(src, tgt, w, title, out / f"sent{i:04d}", [f.value for f in cfg.formats])
+        items.append({"id": i, "src": src, "tgt": tgt, "weights": w.tolist(), "links": _links_at(by_id[i], level)})
+    subtitle = (
+        f"{meta['model']} step {meta['step']}, {meta['input']}, {meta['shown']}, "
+        f"{level.value} level, {len(items)} sentences"
+    )
+    write_atomic(out / "index.html", gallery_html(items, "Attention alignments", subtitle))

@@ -1,0 +1,1 @@
+"""Corpus -> tokens -> batches: loading through `datasets`, sentencepiece, token-budgeted batching."""

@@ -1,0 +1,1 @@
+"""Evaluation: sacreBLEU metrics with signatures, confidence intervals and BLEU by source length."""

@@ -1,0 +1,1 @@
+"""Runtime: the hardware, the arithmetic (precision), memory and thread settings, and FLOP counts for MFU."""
