@@ -64,7 +64,7 @@ def _first_exp_and_log_taken():
     With 2 threads, in about 1 process in 10 (torch 2.13, this CPU), the first ``exp_``/``log_``
     of a [256, 37] float32 tensor came out ~1e-5 relative off (~40 ULP) on the rows the main thread
     computed, and every later call in the process was exact to 1 ULP.  That made
-    test_loss.py's fp32 comparison (atol 1e-5) of the torch-ops loss fail on its first case in
+    test_fused_loss.py's fp32 comparison (atol 1e-5) of the torch-ops loss fail on its first case in
     ~3% of runs (4 of ~150 at 10a45b6, 2 of 60 at 914b06a; 5 of 40 in a script replaying the
     file), always at the same element.  After this warm-up: 0 of 40.
     """

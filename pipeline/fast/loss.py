@@ -22,7 +22,7 @@ for ∂b) is one C++ kernel, kernels/smoothed_cross_entropy.cpp, which reads eac
 (a bf16 training step x1.10-1.12, docs/performance.md), and the bf16 weight gradient of each
 chunk is added into its float32 sum by one MKL GEMM (pipeline/fast/mixed_gemm.py); elsewhere,
 or without a compiler, :func:`_smoothed_cross_entropy` does it in torch ops.  Both agree to float rounding
-(tests/unit/fast/test_loss.py runs each).
+(tests/unit/fast/test_fused_loss.py runs each).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each row: the command, its arguments, and the words its one-line error must cont
 CONFIG_CASES need no data (the config is refused before anything is read); CASES are
 built from a tiny trained run.  Corpus errors (mismatched line counts, invalid UTF-8, a
 10-MB line, NUL bytes, an empty file, a missing split, an unknown language, a vocabulary
-too large) have their own tests in tests/unit/test_data.py and
+too large) have their own tests in tests/unit/data/test_corpus.py and
 tests/integration/test_prepare_cli.py, align's gold-file errors in test_align_cli.py.
 Every case must exit 2 with exactly one ``error:`` line and no traceback
 (tests/clirun.py:assert_user_error).
