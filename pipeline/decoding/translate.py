@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.config import DecodeConfig, TranslateAppConfig
-from pipeline.data.corpus import read_lines
+from pipeline.data.textfile import read_lines
 from pipeline.decoding.search import Hypothesis, decode_sequences
 from pipeline.model.config import Impl
 from pipeline.runtime.hardware import resolve_device

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Split, Strategy, to_object
-from pipeline.data.corpus import load_corpus, read_lines
+from pipeline.data.textfile import read_lines
 from pipeline.decoding.translate import load_model, translate_texts
 from pipeline.errors import UserError
 from pipeline.evaluation.metrics import score_corpus
@@ -103,6 +103,8 @@ def read_inputs(
             )
         stem = Path(src_file).name.removesuffix(".gz")
     else:
+        from pipeline.data.corpus import load_corpus  # imports datasets (~0.6 s): only for a named split
+
         corpus = load_corpus(to_object(run_config["data"], DataConfig))[split.value]
         srcs, refs, stem = list(corpus["src"]), list(corpus["tgt"]), split.value
     if not srcs:

@@ -24,7 +24,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
 from pipeline.config import ReportAppConfig
-from pipeline.data.corpus import read_lines
+from pipeline.data.textfile import read_lines
 from pipeline.errors import UserError
 from pipeline.evaluation.evaluate import decode_tag, read_inputs
 from pipeline.files import write_atomic

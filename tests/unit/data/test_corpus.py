@@ -20,9 +20,9 @@ from pipeline.data.corpus import (
     load_corpus,
     normalise_columns,
     normalise_hub,
-    read_lines,
     release_mapped_pages,
 )
+from pipeline.data.textfile import read_lines
 from pipeline.errors import UserError
 
 SPLITS = ("train", "val", "test")
