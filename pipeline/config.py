@@ -55,6 +55,11 @@ class Strategy(str, Enum):
     beam = "beam"
 
 
+class Quantize(str, Enum):
+    none = "none"
+    int8 = "int8"  # dynamic int8 quantisation of the Linear layers and RNN cells, CPU (pipeline/fast/quantize.py)
+
+
 @dataclass
 class DataConfig:
     name: str = "multi30k"
@@ -100,6 +105,7 @@ class DecodeConfig:
     max_len: int = at_least(200, 1)
     nbest: int = at_least(1, 1)
     batch_size: int = at_least(128, 1)
+    quantize: Quantize = Quantize.none
 
 
 @dataclass

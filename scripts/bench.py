@@ -23,8 +23,9 @@ project's CPUs differ 2-3x in fp32.
   pipeline/runtime/onednn.py);
 * MFU: analytical FLOPs per target token (pipeline/runtime/flops.py states the formula) times
   tokens/s, over the peak of the same precision (the highest reading of the run);
-* decoding throughput (greedy and beam-5, sentences/s, fp32 and under bf16 autocast) on
-  test_2016_flickr with a trained checkpoint (``--checkpoint``; default
+* decoding throughput (greedy and beam-5, sentences/s, fp32, under bf16 autocast and with
+  ``decode.quantize=int8``), and the sacreBLEU of each run's output, on test_2016_flickr with
+  a trained checkpoint (``--checkpoint``; default
   runs/full/bahdanau/checkpoints/best.pt, written by ``scripts/compare.sh full``, when present);
 * padding fraction of the training batches, peak RSS (the whole run's, and each phase's where
   Linux lets the peak be reset: setup, training, decoding, and the RSS that decoding starts
@@ -217,26 +218,53 @@ def train_throughput(
 
 
 def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU, bf16: bool = True) -> dict:
+    """Sentences/s and test BLEU of greedy and beam-5 search on test_2016_flickr: fp32, under bf16
+    autocast (where ``bf16``) and, on the CPU, with ``decode.quantize=int8`` (keys ``..._int8``)."""
+    import sacrebleu
+
     from pipeline.data.corpus import load_corpus
     from pipeline.decoding.search import decode_sequences
+    from pipeline.fast.quantize import int8_engine, quantize_int8
     from pipeline.training.checkpoint import restore
 
     restored = restore(checkpoint, device)
     corpus = load_corpus(to_object(restored.config["data"], DataConfig))
+    refs = list(corpus["test"]["tgt"])
     src_ids = restored.tokenizer.src.encode(list(corpus["test"]["src"]))
-    out = {}
+    models = {"": (restored.model, False)}
+    if bf16:
+        models["_bf16"] = (restored.model, True)
+    if device.type == "cpu" and int8_engine():
+        int8 = restore(checkpoint, device).model  # a second copy: the float one keeps its weights
+        quantize_int8(int8, device)
+        models["_int8"] = (int8, False)
+    speed, bleu = {}, {}
     for name, cfg in {
         "greedy": DecodeConfig(strategy=Strategy.greedy, batch_size=128),
         "beam5": DecodeConfig(strategy=Strategy.beam, beam_size=5, length_penalty=0.6, batch_size=64),
     }.items():
-        for suffix, low in (("", False), ("_bf16", True)):
+        for suffix, (model, low) in models.items():
+            hyps = []
 
-            def run(c=cfg, low=low) -> None:
+            def run(c=cfg, model=model, low=low, hyps=hyps) -> None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
-                    decode_sequences(restored.model, src_ids, c, top_k=restored.top_log_probs)
+                    hyps[:] = decode_sequences(model, src_ids, c, top_k=restored.top_log_probs)
 
-            out[name + suffix] = len(src_ids) / median_time(run, repeats, device) if bf16 or not low else None
-    return out
+            speed[name + suffix] = len(src_ids) / median_time(run, repeats, device)
+            texts = restored.tokenizer.tgt.decode([h.tokens for h in hyps])
+            bleu[name + suffix] = sacrebleu.corpus_bleu(texts, [refs]).score
+    return {"sentences_per_s": speed, "bleu": bleu}
+
+
+def decode_line(speed: dict, bleu: dict, suffix: str, label: str) -> str:
+    """One printed row of decode figures; a variant's row also gives its ratio and BLEU change against fp32."""
+    cols = [f"{s} {speed[s + suffix]:6.1f} sent/s (BLEU {bleu[s + suffix]:.2f})" for s in ("greedy", "beam5")]
+    row = f"decode test_2016_flickr {label:<22} " + "   ".join(cols)
+    if suffix:
+        ratios = " / ".join(f"x{speed[s + suffix] / speed[s]:.2f}" for s in ("greedy", "beam5"))
+        changes = " / ".join(f"{bleu[s + suffix] - bleu[s]:+.2f}" for s in ("greedy", "beam5"))
+        row += f"   against fp32: {ratios}, BLEU {changes}"
+    return row
 
 
 def main() -> None:
@@ -317,7 +345,9 @@ def main() -> None:
         "train_tokens_per_s_first_sight": {"bahdanau": {default_precision: first_sight}},
         "mfu": mfu,
         "flops_per_target_token": flops_per_token,
-        "decode_sentences_per_s": decode,
+        "decode_sentences_per_s": decode["sentences_per_s"] if decode else None,
+        # sacreBLEU of the same decoding runs' output on test_2016_flickr (int8 against fp32: its cost)
+        "decode_bleu": decode["bleu"] if decode else None,
         "padding_fraction": train_padding(data.splits["train"], BatchConfig()),
         "peak_rss_mb": max([whole_run] + [v for k, v in rss.items() if v and k != "before_decode"]),
         # per phase: training keeps its freed memory for reuse (train.keep_freed_memory) and hands
@@ -361,14 +391,10 @@ def main() -> None:
         f"(kernel compilation included): {first_sight:.0f} tok/s"
     )
     if decode:
-        low = (
-            f"   (bf16 autocast: greedy {decode['greedy_bf16']:.1f}, beam-5 {decode['beam5_bf16']:.1f})"
-            if time_bf16
-            else ""
-        )
-        print(
-            f"decode test_2016_flickr  greedy {decode['greedy']:.1f} sent/s   beam-5 {decode['beam5']:.1f} sent/s{low}"
-        )
+        speed, bleu = decode["sentences_per_s"], decode["bleu"]
+        for suffix, label in (("", "fp32"), ("_bf16", "bf16 autocast"), ("_int8", "int8 (decode.quantize)")):
+            if "greedy" + suffix in speed:
+                print(decode_line(speed, bleu, suffix, label))
     else:
         print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")
     phases = "   ".join(f"{k} {v:.0f}" for k, v in rss.items() if v is not None)

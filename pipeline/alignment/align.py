@@ -39,7 +39,7 @@ from pipeline.alignment.links import (
     word_index_of_pieces,
     words_of_pieces,
 )
-from pipeline.config import AlignAppConfig, AlignTarget, Level
+from pipeline.config import AlignAppConfig, AlignTarget, Level, Quantize
 from pipeline.data.batching import collate
 from pipeline.decoding.translate import load_model, translate_texts
 from pipeline.errors import UserError
@@ -192,6 +192,10 @@ def score_aer(aligned: list[Aligned], cfg: AlignAppConfig) -> dict:
 
 def align(cfg: AlignAppConfig) -> dict:
     """Run the export; returns a summary (paths and scores)."""
+    if Quantize(cfg.decode.quantize) is not Quantize.none:
+        raise UserError(
+            "align plots the attention of the float model; drop decode.quantize (int8 is for evaluate and translate)"
+        )
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl)
     if not restored.model.has_attention:
         raise UserError(

@@ -17,21 +17,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Split, Strategy, to_object
+from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Quantize, Split, Strategy, to_object
 from pipeline.data.textfile import read_lines
-from pipeline.decoding.translate import load_model, translate_texts
+from pipeline.decoding.translate import decode_in_bf16, load_model, translate_texts
 from pipeline.errors import UserError
 from pipeline.evaluation.metrics import score_corpus
 from pipeline.files import write_atomic
-from pipeline.runtime.precision import use_bf16
 
 
 def decode_tag(cfg: DecodeConfig) -> str:
-    """``greedy`` or ``beam5`` (``beam5-lp0.6`` with a length penalty): part of output names."""
+    """``greedy`` or ``beam5`` (``beam5-lp0.6`` with a length penalty; ``-int8`` appended for int8
+    decoding): part of output names, so that no setting overwrites another's results."""
     if Strategy(cfg.strategy) is Strategy.greedy:
-        return "greedy"
-    tag = f"beam{cfg.beam_size}"
-    return f"{tag}-lp{cfg.length_penalty:g}" if cfg.length_penalty else tag
+        tag = "greedy"
+    else:
+        tag = f"beam{cfg.beam_size}"
+        tag = f"{tag}-lp{cfg.length_penalty:g}" if cfg.length_penalty else tag
+    return f"{tag}-int8" if Quantize(cfg.quantize) is Quantize.int8 else tag
 
 
 def length_buckets(lengths: list[int], edges: list[int], min_size: int) -> list[tuple[int, int]]:
@@ -114,10 +116,11 @@ def read_inputs(
 
 def evaluate(cfg: EvaluateAppConfig) -> dict:
     """Decode and score; returns the JSON written to ``out/NAME.json``."""
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl)
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize)
     stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
     assert refs is not None
-    result = translate_texts(restored, srcs, cfg.decode, use_bf16(cfg.precision, restored.device))
+    bf16 = decode_in_bf16(cfg.precision, cfg.decode.quantize, restored.device)
+    result = translate_texts(restored, srcs, cfg.decode, bf16)
     scores = score_corpus(result.texts, refs, n_bootstrap=cfg.n_bootstrap)
     report = {
         "bleu": scores["bleu"],

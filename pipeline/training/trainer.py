@@ -63,7 +63,7 @@ from pipeline.training.rng import rng_state, seed_everything, set_rng_state
 from pipeline.training.runlog import RunLog
 from pipeline.training.schedule import PlateauWarmup
 from pipeline.training.signals import StopRequest
-from pipeline.training.validation import ValResult, validate
+from pipeline.training.validation import ValResult, reject_quantized_validation, validate
 
 
 @dataclass
@@ -89,6 +89,7 @@ class Trainer:
     def __init__(self, cfg: TrainAppConfig, data: PreparedData | None = None) -> None:
         self.cfg = cfg
         self.tcfg = cfg.train
+        reject_quantized_validation(cfg.decode)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.world, self.device = init_world(resolve_device(self.tcfg.device), self.tcfg.dist_timeout_minutes)

@@ -17,11 +17,12 @@ import datasets
 import numpy as np
 import torch
 
-from pipeline.config import DecodeConfig
+from pipeline.config import DecodeConfig, Quantize
 from pipeline.data.batching import BucketBatchSampler, collate
 from pipeline.data.corpus import column_array
 from pipeline.data.tokenizer import PAD_ID, Tokenizer
 from pipeline.decoding.search import Hypothesis, TopK, decode_sequences
+from pipeline.errors import UserError
 from pipeline.evaluation.metrics import score_corpus
 from pipeline.runtime.precision import autocast_for
 
@@ -50,6 +51,15 @@ class ValResult:
         if self.attn_entropy is not None:
             out.update(attn_entropy=self.attn_entropy, attn_eos_mass=self.attn_eos_mass)
         return out
+
+
+def reject_quantized_validation(cfg: DecodeConfig) -> None:
+    """Validation decodes the model being trained, in its training precision: int8 is for a finished checkpoint."""
+    if Quantize(cfg.quantize) is not Quantize.none:
+        raise UserError(
+            f"decode.quantize={Quantize(cfg.quantize).value} is for evaluate and translate of a trained checkpoint; "
+            "training validates the float model: drop decode.quantize from the train command"
+        )
 
 
 @torch.no_grad()

@@ -126,3 +126,22 @@ def test_checkpoint_needing_pickled_code_is_refused_and_never_runs(tmp_path):
     )
     assert_user_error(proc, str(evil))
     assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
+
+
+@pytest.mark.slow
+def test_int8_decoding_writes_its_own_results_and_refuses_what_it_cannot_do(trained):
+    out = trained["tmp"] / "out_int8"
+    args = [f"checkpoint={trained['ckpt']}", "split=test", f"out={out}", "n_bootstrap=1"]
+    assert run("evaluate", *args).returncode == 0
+    proc = run("evaluate", *args, "decode.quantize=int8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fp32 = json.loads((out / "test.greedy.json").read_text())
+    int8 = json.loads((out / "test.greedy-int8.json").read_text())
+    assert int8["decode"]["quantize"] == "int8" and fp32["decode"]["quantize"] == "none"
+    assert int8["n_sentences"] == 40 and len((out / "test.greedy-int8.hyp.txt").read_text().splitlines()) == 40
+    translated = run("translate", f"checkpoint={trained['ckpt']}", "decode.quantize=int8", stdin="ein Hund\n\nläuft\n")
+    assert translated.returncode == 0, translated.stderr[-2000:]
+    assert len(translated.stdout.splitlines()) == 3
+    bf16 = run("translate", f"checkpoint={trained['ckpt']}", "decode.quantize=int8", "precision=bf16", stdin="x\n")
+    assert_user_error(bf16, "precision=bf16", "decode.quantize")
+    assert_user_error(run("align", f"checkpoint={trained['ckpt']}", "decode.quantize=int8"), "decode.quantize")

@@ -143,3 +143,14 @@ def test_a_checkpoint_from_before_a_new_model_key_still_resumes(tmp_path, slice_
     old["config"]["model"]["attention"]["placement"] = "luong"
     with pytest.raises(UserError, match="different model"):
         check_resumable(old, current, tmp_path / "last.pt")
+
+
+def test_validation_builds_no_autograd_graph(tmp_path, slice_dir):
+    """Validation's forward passes hold no activations for a backward that never comes."""
+    from pipeline.training.validation import teacher_forced_stats
+
+    trainer = Trainer(tiny_train_config(tmp_path, slice_dir, max_steps=1))
+    grad_seen = []
+    trainer.model.register_forward_hook(lambda *_: grad_seen.append(torch.is_grad_enabled()))
+    nll, _, _ = teacher_forced_stats(trainer.model, trainer.data.splits["val"], 512, torch.device("cpu"), False)
+    assert grad_seen and not any(grad_seen) and nll > 0
