@@ -22,14 +22,23 @@ Per source token, attention only:
     2 * C * A                                    additive: U_a h_j (once per batch)
     2 * C * Hd                                   general (and dot when Hd != C): W h_j (once per batch)
 Per sentence:
-    2 * C * Hd                                   s_0 = tanh(W_s h)
+    2 * He * Hd                                  s_0 = tanh(W_s ←h_1)  (init_state=first_backward)
+    2 * C * Hd                                   s_0 = tanh(W_s mean_j h_j)  (init_state=mean)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.config import AttentionPlacement, AttentionScore, ContextType, ModelConfig, Readout, RnnType
+from pipeline.config import (
+    AttentionPlacement,
+    AttentionScore,
+    ContextType,
+    InitState,
+    ModelConfig,
+    Readout,
+    RnnType,
+)
 
 
 def training_flops(cfg: ModelConfig, tgt_vocab: int, src_lens: Sequence[int], tgt_lens: Sequence[int]) -> float:
@@ -44,8 +53,9 @@ def training_flops(cfg: ModelConfig, tgt_vocab: int, src_lens: Sequence[int], tg
         dec_per_tgt = 2 * 3 * (e + hd) * hd + 2 * (c + hd) * r + 2 * r * tgt_vocab
     else:
         dec_per_tgt = 2 * 3 * (e + c + hd) * hd + 2 * (hd + e + c) * pieces * r + 2 * r * tgt_vocab
+    init_in = he if InitState(cfg.decoder.init_state) is InitState.first_backward else c
     n_src, n_tgt = sum(src_lens), sum(tgt_lens)
-    forward = enc_per_src * n_src + dec_per_tgt * n_tgt + 2 * c * hd * len(src_lens)
+    forward = enc_per_src * n_src + dec_per_tgt * n_tgt + 2 * init_in * hd * len(src_lens)
     if attention:
         pairs = sum(s * t for s, t in zip(src_lens, tgt_lens))
         score = AttentionScore(cfg.attention.score)

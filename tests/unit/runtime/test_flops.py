@@ -22,7 +22,7 @@ def test_baseline_count_by_hand():
     # E=2, He=1 (C=2), Hd=3, R=2 (maxout: 4 units), V=5; one sentence, 3 source and 2 target tokens
     enc_per_src = 2 * 2 * 3 * (2 + 1) * 1  # 2 directions, 3 gates
     dec_per_tgt = 2 * 3 * (2 + 2 + 3) * 3 + 2 * (3 + 2 + 2) * 4 + 2 * 2 * 5
-    init = 2 * 2 * 3
+    init = 2 * 1 * 3  # s_0 = tanh(W_s ←h_1): He = 1 -> Hd = 3 (init_state=first_backward)
     expected = 3 * (enc_per_src * 3 + dec_per_tgt * 2 + init)
     assert training_flops(tiny(ContextType.fixed), 5, [3], [2]) == pytest.approx(expected)
 
