@@ -17,12 +17,18 @@ project's CPUs differ 2-3x in fp32.
 * training throughput in target tokens/s (forward, backward, Adam step) of both models at
   the default sizes on real Multi30k train batches (the first batches of epoch 0), fp32 and
   bf16: the median over ``--repeats`` runs of ``--steps`` steps, after one warm-up run (the
-  steady state of later epochs); and, for RNNsearch in the precision ``train.precision=auto``
-  picks on the device, one run over the next ``--steps`` batches, never seen before in the
-  process (the first epoch: in bf16 oneDNN compiles a kernel for every new GEMM shape, see
-  pipeline/runtime/onednn.py);
+  steady state of later epochs); and, for RNNsearch in each precision, one run over the next
+  ``--steps`` batches, never seen before in the process (the first epoch, "as training runs":
+  in bf16 oneDNN compiles a kernel for every new GEMM shape, see pipeline/runtime/onednn.py);
+* the matmul peak at the model's GEMM shapes: every product of those training steps
+  (pipeline/runtime/gemm_shapes.py lists them) timed alone by ``torch.mm`` at its own shape,
+  Σ FLOPs / Σ time, per model and precision;
 * MFU: analytical FLOPs per target token (pipeline/runtime/flops.py states the formula) times
-  tokens/s, over the peak of the same precision (the highest reading of the run);
+  tokens/s, over the 2048^3 peak of the same precision (the highest reading of the run), and
+  over the peak at the model's shapes;
+* RNNsearch's training with ``model.impl=reference`` (the readable modules alone) against the
+  default ``auto``, same batches; and the bf16/fp32 ratio of each model where bf16 is timed, or
+  a line saying that the CPU has no bf16 instructions;
 * decoding throughput (greedy and beam-5, sentences/s, fp32, under bf16 autocast and with
   ``decode.quantize=int8``), and the sacreBLEU of each run's output, on test_2016_flickr with
   a trained checkpoint (``--checkpoint``; default
@@ -46,6 +52,7 @@ import resource
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -61,7 +68,6 @@ from pipeline.config import (  # noqa: E402
     DataConfig,
     DecodeConfig,
     ModelConfig,
-    Precision,
     Strategy,
     TokenizerConfig,
     TrainConfig,
@@ -75,9 +81,10 @@ from pipeline.fast import accelerate  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.runtime.allocator import keep_freed_memory, release_free_memory  # noqa: E402
 from pipeline.runtime.flops import training_flops  # noqa: E402
+from pipeline.runtime.gemm_shapes import training_gemms  # noqa: E402
 from pipeline.runtime.hardware import cpu_description, resolve_device  # noqa: E402
 from pipeline.runtime.onednn import set_primitive_cache_capacity  # noqa: E402
-from pipeline.runtime.precision import bf16_in_hardware, precision_name, use_bf16  # noqa: E402
+from pipeline.runtime.precision import bf16_in_hardware  # noqa: E402
 from pipeline.training.manifest import git_commit  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -138,6 +145,27 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device = CPU, repeats: int =
     return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats, device) / 1e9
 
 
+def shape_peak_gflops(shapes: Counter, dtype: torch.dtype, device: torch.device = CPU, repeats: int = 5) -> float:
+    """The matmul peak at the model's GEMM shapes: Σ FLOPs / Σ time of the products ``shapes``
+    (pipeline/runtime/gemm_shapes.py), each shape timed alone by ``torch.mm`` (median of
+    ``repeats``; a product under a millisecond is repeated within one timing, so the clock's
+    resolution does not count), weighted by how often a step runs it."""
+    flops = seconds = 0.0
+    for (m, k, n), count in shapes.items():
+        a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
+        out = torch.empty(m, n, dtype=dtype, device=device)
+        once = median_time(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), 1, device)
+        calls = max(1, min(1000, int(1e-3 / max(once, 1e-7))))
+
+        def run(a=a, b=b, out=out, calls=calls) -> None:
+            for _ in range(calls):
+                torch.mm(a, b, out=out)
+
+        seconds += count * median_time(run, repeats, device) / calls
+        flops += count * 2.0 * m * k * n
+    return flops / seconds / 1e9
+
+
 def apply_training_settings() -> None:
     """The process settings pipeline/training/trainer.py applies by default: ``train.keep_freed_memory``
     and ``train.onednn_cache``."""
@@ -170,7 +198,7 @@ def train_throughput(
     repeats: int,
     score: str = "additive",
     luong: bool = False,
-    first_sight: bool = False,
+    unseen_from: int | None = None,
     device: torch.device = CPU,
     impl: str = "auto",
 ) -> tuple[float, float]:
@@ -178,9 +206,10 @@ def train_throughput(
     pipeline/training/trainer.py does by default (fused Adam, ``train.keep_freed_memory``, ``train.onednn_cache``).
 
     By default the same ``steps`` batches run ``repeats`` times after a warm-up run: the steady
-    state of epochs after the first, with every GEMM kernel compiled.  ``first_sight=True``
-    instead times, once and without warm-up, batches that no earlier run of this process has
-    seen (the first epoch's cost, oneDNN's kernel compilation for new shapes included)."""
+    state of epochs after the first, with every GEMM kernel compiled.  ``unseen_from=i`` instead
+    times, once and without warm-up, batches i .. i + steps of epoch 0, which no earlier run of
+    this process may have seen (the first epoch's cost, oneDNN's kernel compilation for new
+    shapes included)."""
     apply_training_settings()
     torch.manual_seed(0)
     cfg = ModelConfig(name=context.value, context=context)
@@ -190,7 +219,7 @@ def train_throughput(
     model = build_model(cfg, len(data.tokenizer.src), len(data.tokenizer.tgt), PAD_ID).to(device)
     model = accelerate(model, impl, device).model  # model.impl, as pipeline/training/trainer.py does
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as pipeline/training/trainer.py
-    batches = first_batches(data, steps, skip=steps if first_sight else 0, device=device)
+    batches = first_batches(data, steps, skip=unseen_from or 0, device=device)
     n_tok = sum(int((b.tgt_out != PAD_ID).sum()) for b in batches)
     flops = sum(
         training_flops(cfg, len(data.tokenizer.tgt), b.src_lens.tolist(), (b.tgt_out != PAD_ID).sum(1).tolist())
@@ -208,7 +237,7 @@ def train_throughput(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
-    if first_sight:
+    if unseen_from is not None:
         synchronize(device)
         t0 = time.perf_counter()
         run()
@@ -256,6 +285,26 @@ def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU
     return {"sentences_per_s": speed, "bleu": bleu}
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def step_gemms(data, context: ContextType, steps: int, device: torch.device = CPU) -> Counter:
+    """The matrix products (pipeline/runtime/gemm_shapes.py) of the ``steps`` batches train_throughput times."""
+    cfg = ModelConfig(name=context.value, context=context)
+    shapes: Counter = Counter()
+    for b in first_batches(data, steps, device=device):
+        tgt_lens = (b.tgt_out != PAD_ID).sum(1).tolist()
+        shapes += training_gemms(cfg, len(data.tokenizer.tgt), b.src_lens.tolist(), tgt_lens)
+    return shapes
+
+
+def mfu_text(mfu: dict, precision: str) -> str:
+    """ "55.0% of the 2048^3 peak, 70.1% at its shapes" (the second where it was measured)."""
+    text = f"{mfu[precision]:.1%}"
+    at_shapes = mfu.get(f"{precision}_at_shapes")
+    return text if at_shapes is None else f"{text}; {at_shapes:.1%} at its shapes"
+
+
 def decode_line(speed: dict, bleu: dict, suffix: str, label: str) -> str:
     """One printed row of decode figures; a variant's row also gives its ratio and BLEU change against fp32."""
     cols = [f"{s} {speed[s + suffix]:6.1f} sent/s (BLEU {bleu[s + suffix]:.2f})" for s in ("greedy", "beam5")]
@@ -296,7 +345,6 @@ def main() -> None:
 
     time_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and bf16_in_hardware(device))
     precisions = ("fp32", "bf16") if time_bf16 else ("fp32",)
-    default_precision = precision_name(use_bf16(Precision.auto, device))  # train.precision's default here
     readings: dict[str, list[float]] = {"fp32": [], "bf16": []}
 
     def read_peak() -> None:
@@ -324,11 +372,32 @@ def main() -> None:
             gpu_peaks["train"] = max(gpu_peaks["train"], gpu_peak_mb(device) or 0.0)
         read_peak()
     peak = {precision: max(values, default=None) for precision, values in readings.items()}
+    shape_peak = {}  # per model and precision: the matmul peak at that model's GEMM shapes
+    for name, context, _score, _luong in systems[:2]:
+        shapes = step_gemms(data, context, args.steps, device)
+        shape_peak[name] = {p: shape_peak_gflops(shapes, DTYPES[p], device) for p in precisions}
     for name in tokens:
         mfu[name] = {p: tokens[name][p] * flops_per_token[name] / (peak[p] * 1e9) if peak[p] else None for p in peak}
-    first_sight, _ = train_throughput(
-        data, attention, default_precision == "bf16", args.steps, 1, first_sight=True, device=device
-    )
+        if name in shape_peak:
+            mfu[name].update(
+                {
+                    f"{p}_at_shapes": tokens[name][p] * flops_per_token[name] / (shape_peak[name][p] * 1e9)
+                    for p in precisions
+                }
+            )
+    # RNNsearch on batches never seen before, as training's first epoch meets them: fp32, and bf16
+    # where it is timed, each on batches of its own
+    first_sight = {}
+    for i, precision in enumerate(precisions):
+        first_sight[precision], _ = train_throughput(
+            data, attention, precision == "bf16", args.steps, 1, unseen_from=(i + 1) * args.steps, device=device
+        )
+    # the readable reference path (model.impl=reference, #11) against the fast one, same batches and settings
+    reference = {}
+    for precision in precisions:
+        reference[precision], _ = train_throughput(
+            data, attention, precision == "bf16", args.steps, args.repeats, device=device, impl="reference"
+        )
     rss["train"] = phase_peak_rss_mb()
     release_free_memory()  # as the trainer does before validation
     rss["before_decode"] = _vm_mb("VmRSS")
@@ -342,8 +411,11 @@ def main() -> None:
         "matmul_gflops_readings": readings,
         "train_tokens_per_s": tokens,
         # in the precision train.precision=auto picks on this device (bf16 only where it is in hardware)
-        "train_tokens_per_s_first_sight": {"bahdanau": {default_precision: first_sight}},
+        "train_tokens_per_s_first_sight": {"bahdanau": first_sight},
+        "train_tokens_per_s_reference": {"bahdanau": reference},  # model.impl=reference
+        # MFU against the 2048^3 peak ("fp32", "bf16") and against the peak at the model's shapes
         "mfu": mfu,
+        "matmul_gflops_at_model_shapes": shape_peak,
         "flops_per_target_token": flops_per_token,
         "decode_sentences_per_s": decode["sentences_per_s"] if decode else None,
         # sacreBLEU of the same decoding runs' output on test_2016_flickr (int8 against fp32: its cost)
@@ -372,7 +444,10 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"cpu {result['settings']['cpu']}")
     if not time_bf16:
-        print("bf16: not timed (--bf16 auto: this device has no bf16 instructions; --bf16 on times it)")
+        print(
+            "bf16: not timed, no bf16/fp32 ratio: this device has no bf16 instructions (neither AVX512-BF16 "
+            "nor AMX; --bf16 on times torch's emulation)"
+        )
     print(
         "matmul peak          "
         + "   ".join(f"{p} {peak[p]:8.1f} GFLOP/s" for p in precisions)
@@ -380,16 +455,35 @@ def main() -> None:
         + " / ".join(f"{min(readings[p]):.0f}" for p in precisions)
         + ")"
     )
+    for name in shape_peak:
+        print(
+            f"matmul peak at {name}'s GEMM shapes "
+            + "   ".join(
+                f"{p} {shape_peak[name][p]:8.1f} GFLOP/s ({shape_peak[name][p] / peak[p]:.0%})" for p in precisions
+            )
+        )
     for name in tokens:
         print(
             f"train {name:<9} "
-            + "   ".join(f"{p} {tokens[name][p]:8.0f} tok/s (MFU {mfu[name][p]:.1%})" for p in precisions)
+            + "   ".join(f"{p} {tokens[name][p]:8.0f} tok/s (MFU {mfu_text(mfu[name], p)})" for p in precisions)
             + f"   {flops_per_token[name] / 1e6:.1f} MFLOP/token"
         )
-    print(
-        f"train bahdanau  {default_precision} (the default here) on batches never seen before "
-        f"(kernel compilation included): {first_sight:.0f} tok/s"
-    )
+    for p in precisions:
+        rate = first_sight[p]
+        unseen_mfu = {p: rate * flops_per_token["bahdanau"] / (peak[p] * 1e9)}
+        unseen_mfu[f"{p}_at_shapes"] = rate * flops_per_token["bahdanau"] / (shape_peak["bahdanau"][p] * 1e9)
+        print(
+            f"train bahdanau  {p} on batches never seen before (kernel compilation included): {rate:.0f} tok/s "
+            f"(MFU {mfu_text(unseen_mfu, p)}), x{rate / tokens['bahdanau'][p]:.2f} the repeated batches"
+        )
+    for p in precisions:
+        print(
+            f"train bahdanau  {p} model.impl=reference {reference[p]:8.0f} tok/s; "
+            f"model.impl=auto x{tokens['bahdanau'][p] / reference[p]:.2f}"
+        )
+    if time_bf16:
+        ratios = "   ".join(f"{name} x{tokens[name]['bf16'] / tokens[name]['fp32']:.2f}" for name in tokens)
+        print(f"bf16/fp32 training (repeated batches): {ratios}")
     if decode:
         speed, bleu = decode["sentences_per_s"], decode["bleu"]
         for suffix, label in (("", "fp32"), ("_bf16", "bf16 autocast"), ("_int8", "int8 (decode.quantize)")):

@@ -34,10 +34,15 @@ def cpuinfo_lines(*keys: str) -> list[str]:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``AMD EPYC``, ``Intel(R) Xeon(R) ...``), or the machine type where unknown."""
-    line = cpuinfo_lines("model name")
-    name = line[0].split(":", 1)[1].strip() if line else ""
-    return name or platform.processor() or platform.machine() or "unknown CPU"
+    """The CPU's model name with its family and model numbers (``AMD EPYC (family 26 model 2)``,
+    ``Intel(R) Xeon(R) ... (family 6 model 207)``), or the machine type where unknown.  The numbers
+    matter: a virtual machine may name every AMD EPYC alike, from Zen 3 (AVX2 only) to Zen 5."""
+    found = dict(ln.split(":", 1) for ln in cpuinfo_lines("model name", "cpu family", "model"))
+    found = {key.strip(): value.strip() for key, value in found.items()}
+    name = found.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if found.get("cpu family") and found.get("model"):
+        name += f" (family {found['cpu family']} model {found['model']})"
+    return name
 
 
 def cpu_description(threads: int) -> str:

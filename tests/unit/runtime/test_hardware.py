@@ -24,6 +24,14 @@ def test_cpuinfo_lines_come_in_the_order_asked(tmp_path, monkeypatch) -> None:
     assert hardware.cpu_model() == "Some CPU"
 
 
+def test_the_model_names_its_family_and_model_numbers(tmp_path, monkeypatch) -> None:
+    """Virtual machines may name Zen 3, 4 and 5 alike ``AMD EPYC``: the numbers tell them apart."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n")
+    monkeypatch.setattr(hardware, "CPUINFO", info)
+    assert hardware.cpu_model() == "AMD EPYC (family 26 model 2)"
+
+
 def test_without_cpuinfo_the_model_falls_back_to_the_platform(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(hardware, "CPUINFO", tmp_path / "missing")
     assert hardware.cpuinfo_lines("model name") == []
