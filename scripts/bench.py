@@ -298,6 +298,11 @@ def step_gemms(data, context: ContextType, steps: int, device: torch.device = CP
     return shapes
 
 
+def utilisation(tokens_per_s: float, flops_per_token: float, gflops: float | None) -> float | None:
+    """MFU: the model's analytical FLOP rate over a measured peak (None where no peak was read)."""
+    return tokens_per_s * flops_per_token / (gflops * 1e9) if gflops else None
+
+
 def mfu_text(mfu: dict, precision: str) -> str:
     """ "55.0% of the 2048^3 peak, 70.1% at its shapes" (the second where it was measured)."""
     text = f"{mfu[precision]:.1%}"
@@ -377,11 +382,11 @@ def main() -> None:
         shapes = step_gemms(data, context, args.steps, device)
         shape_peak[name] = {p: shape_peak_gflops(shapes, DTYPES[p], device) for p in precisions}
     for name in tokens:
-        mfu[name] = {p: tokens[name][p] * flops_per_token[name] / (peak[p] * 1e9) if peak[p] else None for p in peak}
+        mfu[name] = {p: utilisation(tokens[name].get(p, 0.0), flops_per_token[name], peak[p]) for p in peak}
         if name in shape_peak:
             mfu[name].update(
                 {
-                    f"{p}_at_shapes": tokens[name][p] * flops_per_token[name] / (shape_peak[name][p] * 1e9)
+                    f"{p}_at_shapes": utilisation(tokens[name][p], flops_per_token[name], shape_peak[name][p])
                     for p in precisions
                 }
             )
@@ -410,7 +415,7 @@ def main() -> None:
         "matmul_gflops": peak,
         "matmul_gflops_readings": readings,
         "train_tokens_per_s": tokens,
-        # in the precision train.precision=auto picks on this device (bf16 only where it is in hardware)
+        # on batches never seen before, in each timed precision (bf16 only where it is in hardware)
         "train_tokens_per_s_first_sight": {"bahdanau": first_sight},
         "train_tokens_per_s_reference": {"bahdanau": reference},  # model.impl=reference
         # MFU against the 2048^3 peak ("fp32", "bf16") and against the peak at the model's shapes
@@ -470,8 +475,10 @@ def main() -> None:
         )
     for p in precisions:
         rate = first_sight[p]
-        unseen_mfu = {p: rate * flops_per_token["bahdanau"] / (peak[p] * 1e9)}
-        unseen_mfu[f"{p}_at_shapes"] = rate * flops_per_token["bahdanau"] / (shape_peak["bahdanau"][p] * 1e9)
+        unseen_mfu = {
+            p: utilisation(rate, flops_per_token["bahdanau"], peak[p]),
+            f"{p}_at_shapes": utilisation(rate, flops_per_token["bahdanau"], shape_peak["bahdanau"][p]),
+        }
         print(
             f"train bahdanau  {p} on batches never seen before (kernel compilation included): {rate:.0f} tok/s "
             f"(MFU {mfu_text(unseen_mfu, p)}), x{rate / tokens['bahdanau'][p]:.2f} the repeated batches"

@@ -37,8 +37,9 @@ def cpu_model() -> str:
     """The CPU's model name with its family and model numbers (``AMD EPYC (family 26 model 2)``,
     ``Intel(R) Xeon(R) ... (family 6 model 207)``), or the machine type where unknown.  The numbers
     matter: a virtual machine may name every AMD EPYC alike, from Zen 3 (AVX2 only) to Zen 5."""
-    found = dict(ln.split(":", 1) for ln in cpuinfo_lines("model name", "cpu family", "model"))
-    found = {key.strip(): value.strip() for key, value in found.items()}
+    found = {
+        k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in cpuinfo_lines("model name", "cpu family", "model"))
+    }
     name = found.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
     if found.get("cpu family") and found.get("model"):
         name += f" (family {found['cpu family']} model {found['model']})"
