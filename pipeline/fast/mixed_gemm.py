@@ -12,22 +12,30 @@ is no longer rounded to bf16 once per chunk.  The bf16 recurrences' backward pas
 the recurrences' weight and bias gradients with :func:`weight_grad` and :func:`bias_grad` (on
 :func:`transposed_product`), as pipeline/fast/linear.py does for the linear layers'.  torch's CPU builds for
 x86-64 link MKL into libtorch_cpu and export that symbol; where it is missing (other builds,
-other platforms) or fails its one self-test, these functions run torch ops instead.
+other platforms), fails its one self-test, or runs slower than torch ops on this CPU (timed once,
+:func:`_probe_times`: MKL has no fast bf16 kernel for AMD's Zen 5), these functions run torch
+ops instead and :func:`mkl_available` is False, so linear.py and recurrence.py keep autocast's
+bf16 paths.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import logging
+import time
 
 import torch
 
 from pipeline.fast.mkl import INT32_MAX, NO_TRANS, ROW_MAJOR, TRANS, mkl_function, self_tested
 
+log = logging.getLogger(__name__)
+
 
 @functools.cache
-def _mkl_gemm_bf16bf16f32():
-    """MKL's ``cblas_gemm_bf16bf16f32`` from the library torch has loaded, or None."""
+def _mkl_self_tested():
+    """MKL's ``cblas_gemm_bf16bf16f32`` from the library torch has loaded, where it is there and
+    passes its self-test, else None."""
     fn = mkl_function(
         "cblas_gemm_bf16bf16f32", None, [ctypes.c_int] * 6 + [
             ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
@@ -36,6 +44,55 @@ def _mkl_gemm_bf16bf16f32():
     )  # fmt: skip
     found = self_tested((fn,), _self_test, "using torch ops for bf16 weight gradients")
     return found and found[0]
+
+
+@functools.cache
+def _mkl_gemm_bf16bf16f32():
+    """:func:`_mkl_self_tested`'s function where it is faster than torch ops on this CPU, else None."""
+    fn = _mkl_self_tested()
+    if fn is None:
+        return None
+    t_mkl, t_torch = _probe_times(fn)
+    faster = t_mkl <= MKL_TOLERANCE * t_torch
+    log.info(
+        "bf16 GEMM with float32 accumulation: MKL %.2f ms, torch ops %.2f ms at [%d, %d]ᵀ x [%d, %d]; using %s",
+        t_mkl * 1e3, t_torch * 1e3, *PROBE_KMN[:2], *PROBE_KMN[::2], "MKL" if faster else "torch ops",
+    )  # fmt: skip
+    return fn if faster else None
+
+
+MKL_TOLERANCE = 1.1  # MKL's unrounded float32 sums are worth up to 10% of speed
+PROBE_KMN = (4096, 1024, 512)  # a weight gradient over a 4096-token batch: 4.3 GFLOP, 5-25 ms a call
+
+
+def _probe_times(fn, repeats: int = 3) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of ``acc += aᵀ b`` by MKL's ``fn`` and by torch ops.
+
+    Why: MKL's bf16 kernel is fast only where MKL has one for the CPU.  On Intel it beats
+    oneDNN's bf16 GEMM plus a cast (the module docstring's figures); on AMD's Zen 5 (family 26,
+    AVX512-BF16) MKL 2024 runs it through its generic sgemm kernel, 4-4.7x slower than torch's
+    bf16 ``mm`` + cast at the model's weight-gradient shapes (docs/performance.md).  Which one is
+    faster is a property of the CPU and the MKL build, so it is measured once, here."""
+    k, m, n = PROBE_KMN
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(k, m, generator=g).bfloat16(), torch.randn(k, n, generator=g).bfloat16()
+    acc = torch.zeros(m, n)
+
+    def by_torch():
+        with torch.autocast("cpu", enabled=False):
+            acc.add_((a.t() @ b).float())
+
+    return _best_seconds(lambda: _call(fn, acc, a, b), repeats), _best_seconds(by_torch, repeats)
+
+
+def _best_seconds(run, repeats: int) -> float:
+    run()  # warm-up: first-call set-up (oneDNN primitives, MKL's buffers) is not the speed
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _self_test(fn) -> bool:
@@ -87,7 +144,7 @@ def add_transposed_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
 def transposed_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``aᵀ b`` [M, N] in float32 for a [K, M], b [K, N] bf16: a weight's gradient over K rows.
 
-    MKL runs these large-K products ~1.2x faster than oneDNN's bf16 GEMM here (the decoder's
+    On the Intel Xeon MKL runs these large-K products ~1.2x faster than oneDNN's bf16 GEMM (the decoder's
     ∂W_q, [2048, 4092] x [4092, 513], inputs not in cache: 15.7 vs 19.1 ms), and its float32
     result is the float32 weight's gradient without a bf16 rounding or a cast."""
     if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0]:

@@ -12,7 +12,7 @@ import pipeline.fast.linear as linear_module
 import pipeline.fast.mixed_gemm as mixed_gemm
 from pipeline.fast.linear import linear
 
-needs_mkl = pytest.mark.skipif(not mixed_gemm.mkl_available(), reason="no MKL cblas_gemm_bf16bf16f32 in this torch")
+by_mkl = pytest.mark.parametrize("mixed_gemm_path", ["mkl"], indirect=True)  # whatever this CPU chose
 
 
 def _layer(bias=True, lead=(7, 60), i=96, o=80):
@@ -34,9 +34,9 @@ def _run(fn, x, w, b, d_out):
     return y, x.grad, w.grad, None if b is None else b.grad
 
 
-@needs_mkl
+@by_mkl
 @pytest.mark.parametrize("bias", [True, False])
-def test_same_forward_and_gradients_as_autocast_f_linear(bias):
+def test_same_forward_and_gradients_as_autocast_f_linear(bias, mixed_gemm_path):
     x, w, b, d_out = _layer(bias)
     y, dx, dw, db = _run(linear, x, w, b, d_out)
     y_ref, dx_ref, dw_ref, db_ref = _run(F.linear, x, w, b, d_out)
@@ -50,8 +50,8 @@ def test_same_forward_and_gradients_as_autocast_f_linear(bias):
         torch.testing.assert_close(db, db_ref, atol=0.05, rtol=2**-7)
 
 
-@needs_mkl
-def test_weight_and_bias_gradients_are_float32_sums():
+@by_mkl
+def test_weight_and_bias_gradients_are_float32_sums(mixed_gemm_path):
     """420 rows of products: F.linear's bf16 gradient is off by ~2^-9 relative, this one by float32 rounding."""
     x, w, b, d_out = _layer(lead=(7, 60))
     _, _, dw, db = _run(linear, x, w, b, d_out)

@@ -132,7 +132,7 @@ def _recurrence_grads(dtype, seed, kernels, t_len=40, batch=8, hd=32, weight_dty
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_float32_weights_get_float32_gradients_under_bf16(seed, kernels):
+def test_float32_weights_get_float32_gradients_under_bf16(seed, kernels, mixed_gemm_path):
     """bf16 compute with the float32 parameters passed in (as the model does): their gradients
     come back float32, summed over all 40 steps in float32, and no farther from float64 than when
     bf16 copies of the weights are passed."""
