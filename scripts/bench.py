@@ -30,7 +30,8 @@ project's CPUs differ 2-3x in fp32.
   default ``auto``, same batches; and the bf16/fp32 ratio of each model where bf16 is timed, or
   a line saying that the CPU has no bf16 instructions;
 * decoding throughput (greedy and beam-5, sentences/s, fp32, under bf16 autocast and with
-  ``decode.quantize=int8``), and the sacreBLEU of each run's output, on test_2016_flickr with
+  ``decode.quantize=int8``), the sacreBLEU of each run's output, and fp32 decoding's MFU (its
+  analytical FLOPs, every beam row the search ran counted, over the fp32 2048^3 peak), on test_2016_flickr with
   a trained checkpoint (``--checkpoint``; default
   runs/full/bahdanau/checkpoints/best.pt, written by ``scripts/compare.sh full``, when present);
 * padding fraction of the training batches, peak RSS (the whole run's, and each phase's where
@@ -80,7 +81,7 @@ from pipeline.data.tokenizer import PAD_ID  # noqa: E402
 from pipeline.fast import accelerate  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.runtime.allocator import keep_freed_memory, release_free_memory  # noqa: E402
-from pipeline.runtime.flops import training_flops  # noqa: E402
+from pipeline.runtime.flops import decoding_flops, training_flops  # noqa: E402
 from pipeline.runtime.gemm_shapes import training_gemms  # noqa: E402
 from pipeline.runtime.hardware import cpu_description, resolve_device  # noqa: E402
 from pipeline.runtime.onednn import set_primitive_cache_capacity  # noqa: E402
@@ -267,7 +268,7 @@ def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU
         int8 = restore(checkpoint, device).model  # a second copy: the float one keeps its weights
         quantize_int8(int8, device)
         models["_int8"] = (int8, False)
-    speed, bleu = {}, {}
+    speed, bleu, flops = {}, {}, {}
     for name, cfg in {
         "greedy": DecodeConfig(strategy=Strategy.greedy, batch_size=128),
         "beam5": DecodeConfig(strategy=Strategy.beam, beam_size=5, length_penalty=0.6, batch_size=64),
@@ -282,7 +283,27 @@ def decode_throughput(checkpoint: Path, repeats: int, device: torch.device = CPU
             speed[name + suffix] = len(src_ids) / median_time(run, repeats, device)
             texts = restored.tokenizer.tgt.decode([h.tokens for h in hyps])
             bleu[name + suffix] = sacrebleu.corpus_bleu(texts, [refs]).score
-    return {"sentences_per_s": speed, "bleu": bleu}
+        counter = RowCounter(restored.model)  # one more fp32 run, untimed: the rows each search step ran
+        decode_sequences(counter, src_ids, cfg, top_k=restored.top_log_probs)
+        src_lens = [len(ids) + 1 for ids in src_ids]  # + EOS, as the batches count it
+        base = restored.model
+        flops[name] = decoding_flops(base.cfg, base.tgt_vocab, src_lens, counter.rows) / len(src_ids)
+    return {"sentences_per_s": speed, "bleu": bleu, "flops_per_sentence": flops}
+
+
+class RowCounter:
+    """A model whose ``step`` counts the decoder rows it runs (Σ over steps of the batch rows);
+    everything else is the wrapped model's."""
+
+    def __init__(self, model) -> None:
+        self.model, self.rows = model, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def step(self, prev_tokens: torch.Tensor, state):
+        self.rows += prev_tokens.numel()
+        return self.model.step(prev_tokens, state)
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -409,6 +430,12 @@ def main() -> None:
     gpu_peaks["train"] = max(gpu_peaks["train"], gpu_peak_mb(device) or 0.0)  # the first-sight run
     decode = decode_throughput(args.checkpoint, 1, device, time_bf16) if args.checkpoint.exists() else None
     gpu_peaks["decode"] = gpu_peak_mb(device) if decode else None
+    decode_mfu = None
+    if decode:
+        decode_mfu = {
+            name: utilisation(decode["sentences_per_s"][name], fps, peak["fp32"])
+            for name, fps in decode["flops_per_sentence"].items()
+        }
     rss["decode"] = phase_peak_rss_mb() if decode else None
     whole_run = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # reset with VmHWM, where it was
     result = {
@@ -425,6 +452,10 @@ def main() -> None:
         "decode_sentences_per_s": decode["sentences_per_s"] if decode else None,
         # sacreBLEU of the same decoding runs' output on test_2016_flickr (int8 against fp32: its cost)
         "decode_bleu": decode["bleu"] if decode else None,
+        # fp32 decoding's analytical FLOPs (pipeline/runtime/flops.py, every beam row counted) per
+        # sentence, and x sentences/s over the fp32 2048^3 peak
+        "decode_flops_per_sentence": decode["flops_per_sentence"] if decode else None,
+        "decode_mfu": decode_mfu,
         "padding_fraction": train_padding(data.splits["train"], BatchConfig()),
         "peak_rss_mb": max([whole_run] + [v for k, v in rss.items() if v and k != "before_decode"]),
         # per phase: training keeps its freed memory for reuse (train.keep_freed_memory) and hands
@@ -496,6 +527,11 @@ def main() -> None:
         for suffix, label in (("", "fp32"), ("_bf16", "bf16 autocast"), ("_int8", "int8 (decode.quantize)")):
             if "greedy" + suffix in speed:
                 print(decode_line(speed, bleu, suffix, label))
+        fps = decode["flops_per_sentence"]
+        print(
+            f"decode fp32 MFU: greedy {decode_mfu['greedy']:.1%}, beam5 {decode_mfu['beam5']:.1%} "
+            f"({fps['greedy'] / 1e6:.0f} and {fps['beam5'] / 1e6:.0f} MFLOP a sentence, every beam row counted)"
+        )
     else:
         print(f"decode: skipped, no checkpoint at {args.checkpoint} (pass --checkpoint)")
     phases = "   ".join(f"{k} {v:.0f}" for k, v in rss.items() if v is not None)

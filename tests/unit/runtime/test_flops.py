@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import AttentionConfig, AttentionPlacement, ContextType, DecoderConfig, EncoderConfig, ModelConfig
-from pipeline.runtime.flops import training_flops
+from pipeline.runtime.flops import decoding_flops, training_flops
 
 
 def tiny(context: ContextType) -> ModelConfig:
@@ -41,3 +41,14 @@ def test_luong_placement_count_by_hand():
     dec_luong = 2 * 3 * (2 + 3) * 3 + 2 * (2 + 3) * 2
     difference = training_flops(tiny(ContextType.attention), 5, [3], [2]) - training_flops(cfg, 5, [3], [2])
     assert difference == pytest.approx(3 * (dec_bahdanau - dec_luong) * 2)
+
+
+@pytest.mark.parametrize("context", [ContextType.fixed, ContextType.attention])
+def test_decoding_is_the_forward_pass_once_per_decoder_row(context):
+    """Greedy over one sentence runs one decoder row per output token (EOS included): training's
+    forward third; a beam of k runs k rows a step and encodes the source once."""
+    cfg = tiny(context)
+    assert decoding_flops(cfg, 5, [3], 2) == pytest.approx(training_flops(cfg, 5, [3], [2]) / 3)
+    encoder = decoding_flops(cfg, 5, [3], 0)
+    assert decoding_flops(cfg, 5, [3], 4 * 2) - encoder == pytest.approx(4 * (decoding_flops(cfg, 5, [3], 2) - encoder))
+    assert decoding_flops(cfg, 5, [], 0) == 0.0
