@@ -203,9 +203,28 @@ class AlignTarget(str, Enum):
     ref = "ref"  # forced decoding of the reference (ref_file or the split's targets)
 
 
+class AlignMethod(str, Enum):
+    attention = "attention"  # the model's attention (needs an attention checkpoint)
+    eflomal = "eflomal"  # the statistical aligner alone (pipeline/alignment/statistical.py)
+    both = "both"  # attention, and eflomal beside it; a failing eflomal only warns
+
+
+@dataclass
+class EflomalConfig:
+    train_pairs: int = at_least(0, 0)
+    max_words: int = at_least(100, 1)
+    model: int = at_least(3, 1)
+    n_samplers: int = at_least(3, 1)
+    rel_iterations: float = positive(1.0)
+    null_prior: float = fraction(0.2)
+
+
 @dataclass
 class AlignAppConfig(RunCheckpointConfig):
-    checkpoint: str = MISSING
+    method: AlignMethod = AlignMethod.attention
+    eflomal: EflomalConfig = field(default_factory=EflomalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    checkpoint: Optional[str] = None
     split: Split = Split.test
     src_file: Optional[str] = None
     ref_file: Optional[str] = None

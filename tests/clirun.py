@@ -14,7 +14,8 @@ from tinydata import REPO
 THREADS_KEY = {"report": None, "prepare": None, "train": "train.threads"}
 
 
-def run(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def run(module: str, *args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m pipeline.<module> args`` in the repo, one thread; ``env`` replaces the environment."""
     key = THREADS_KEY.get(module, "threads")
     threads = [f"{key}=1"] if key else []
     return subprocess.run(
@@ -24,6 +25,7 @@ def run(module: str, *args: str, stdin: str | None = None) -> subprocess.Complet
         text=True,
         input=stdin,
         timeout=300,
+        env=env,
     )
 
 

@@ -21,6 +21,7 @@ baseline for comparison.  Rules for merging pieces and reading off links are in
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 
 from pipeline.alignment.links import (
-    aer_counts,
+    aer_by_half,
+    check_gold_fits,
     diagnostics,
     diagonal_links,
     hard_links,
@@ -39,7 +41,8 @@ from pipeline.alignment.links import (
     word_index_of_pieces,
     words_of_pieces,
 )
-from pipeline.config import AlignAppConfig, AlignTarget, Level, Quantize
+from pipeline.alignment.yardstick import eflomal_outputs
+from pipeline.config import AlignAppConfig, AlignMethod, AlignTarget, DataConfig, Level, Quantize, to_object
 from pipeline.data.batching import collate
 from pipeline.decoding.translate import load_model, translate_texts
 from pipeline.errors import UserError
@@ -48,7 +51,9 @@ from pipeline.files import write_atomic
 from pipeline.reporting.gallery import gallery_html
 from pipeline.reporting.plots import save_heatmap
 from pipeline.runtime.precision import autocast_for, use_bf16
-from pipeline.training.checkpoint import Restored
+from pipeline.training.checkpoint import Restored, load_checkpoint
+
+log = logging.getLogger(__name__)
 
 EOS_LABEL = "</s>"
 
@@ -166,32 +171,59 @@ def _check_word_counts(aligned: list[Aligned], srcs: list[str], refs: list[str],
 def score_aer(aligned: list[Aligned], cfg: AlignAppConfig) -> dict:
     """AER, precision and recall of the model's links and of the diagonal baseline."""
     gold = read_talp(cfg.gold, cfg.gold_source_first)  # type: ignore[arg-type]
-    if len(gold) != len(aligned):
-        raise UserError(
-            f"{cfg.gold} has {len(gold)} lines but the input has {len(aligned)} sentences; use that set's files"
-        )
-    for lineno, (g, a) in enumerate(zip(gold, aligned), 1):
-        outside = sorted(link for link in g.possible if link[0] >= len(a.src_words) or link[1] >= len(a.tgt_words))
-        if outside:
-            s, t = outside[0]
-            raise UserError(
-                f"{cfg.gold}:{lineno}: link {s + 1}-{t + 1} (1-indexed, source-target) is outside the sentence pair "
-                f"of {len(a.src_words)} source and {len(a.tgt_words)} target words; check the gold file matches "
-                "src_file/ref_file (and gold_source_first)"
-            )
+    check_gold_fits(gold, [len(a.src_words) for a in aligned], [len(a.tgt_words) for a in aligned], cfg.gold)  # type: ignore[arg-type]
     model = [set(hard_links(a.word_weights)) for a in aligned]
     diagonal = [set(diagonal_links(len(a.src_words), len(a.tgt_words))) for a in aligned]
     return {
         "gold": str(Path(cfg.gold).resolve()),  # type: ignore[arg-type]
         "sentences": len(gold),
-        "model": aer_counts(model, gold),
-        "diagonal_baseline": aer_counts(diagonal, gold),
+        "model": aer_by_half(model, gold),
+        "diagonal_baseline": aer_by_half(diagonal, gold),
         "rule": "argmax source word per target word of the forced attention, pieces merged to words",
     }
 
 
 def align(cfg: AlignAppConfig) -> dict:
     """Run the export; returns a summary (paths and scores)."""
+    method = AlignMethod(cfg.method)
+    if method is AlignMethod.eflomal:
+        return align_with_eflomal_only(cfg)
+    if not cfg.checkpoint:
+        raise UserError(f"method={method.value} needs checkpoint=PATH (an attention model); method=eflomal needs none")
+    summary, inputs = align_attention(cfg)
+    if method is AlignMethod.both:
+        try:
+            summary["eflomal"] = eflomal_outputs(
+                cfg, inputs.data, inputs.srcs, inputs.refs, Path(summary["out"]) / "eflomal"
+            )
+        except UserError as e:
+            log.warning("eflomal: %s; the attention results stand", e)
+            summary["eflomal"] = {"error": str(e)}
+    return summary
+
+
+def align_with_eflomal_only(cfg: AlignAppConfig) -> dict:
+    """eflomal alone, on the checkpoint's corpus when one is given, else on ``data``."""
+    if cfg.checkpoint:
+        data = to_object(load_checkpoint(cfg.checkpoint)["config"]["data"], DataConfig, "data")
+        base = Path(cfg.checkpoint).resolve().parent.parent / "align"
+    else:
+        data, base = cfg.data, Path("runs/eflomal") / f"{cfg.data.src_lang}-{cfg.data.tgt_lang}"
+    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, {"data": data}, require_ref=False)
+    return eflomal_outputs(cfg, data, srcs, refs, Path(cfg.out) if cfg.out else base / f"{stem}.eflomal")
+
+
+@dataclass
+class AlignInputs:
+    """What was aligned: the run's corpus config and the input pairs (eflomal aligns them too)."""
+
+    data: DataConfig
+    srcs: list[str]
+    refs: list[str] | None
+
+
+def align_attention(cfg: AlignAppConfig) -> tuple[dict, AlignInputs]:
+    """Heatmaps, links and AER of the checkpoint's attention."""
     if Quantize(cfg.decode.quantize) is not Quantize.none:
         raise UserError(
             "align plots the attention of the float model; drop decode.quantize (int8 is for evaluate and translate)"
@@ -237,7 +269,7 @@ def align(cfg: AlignAppConfig) -> dict:
         "aligned": len(aligned),
         "diagnostics": diag["word_level"],
         "aer": aer,
-    }
+    }, AlignInputs(to_object(restored.config["data"], DataConfig, "data"), srcs, refs)
 
 
 def _write_plots(aligned: list[Aligned], plotted: list[int], cfg: AlignAppConfig, meta: dict, out: Path) -> None:

@@ -151,6 +151,39 @@ def aer_counts(hyp: Iterable[set[tuple[int, int]]], gold: Sequence[GoldAlignment
     }
 
 
+def aer_by_half(hyp: Sequence[set[tuple[int, int]]], gold: Sequence[GoldAlignment]) -> dict:
+    """:func:`aer_counts` over all sentences, and over each half of the gold set.
+
+    Extraction rules are chosen on the first half (``select``) and reported on the second
+    (``report``), so that a rule tuned to the gold does not report its own tuning.
+    """
+    half = len(gold) // 2
+    return {
+        **aer_counts(hyp, gold),
+        "select": aer_counts(hyp[:half], gold[:half]),
+        "report": aer_counts(hyp[half:], gold[half:]),
+    }
+
+
+def check_gold_fits(
+    gold: Sequence[GoldAlignment], src_words: Sequence[int], tgt_words: Sequence[int], path: str
+) -> None:
+    """One line naming the first gold link outside its sentence pair (word counts per sentence)."""
+    if len(gold) != len(src_words):
+        raise UserError(
+            f"{path} has {len(gold)} lines but the input has {len(src_words)} sentences; use that set's files"
+        )
+    for lineno, (g, n_s, n_t) in enumerate(zip(gold, src_words, tgt_words), 1):
+        outside = sorted(link for link in g.possible if link[0] >= n_s or link[1] >= n_t)
+        if outside:
+            s, t = outside[0]
+            raise UserError(
+                f"{path}:{lineno}: link {s + 1}-{t + 1} (1-indexed, source-target) is outside the sentence pair "
+                f"of {n_s} source and {n_t} target words; check the gold file matches "
+                "src_file/ref_file (and gold_source_first)"
+            )
+
+
 def diagnostics(word_matrices: Sequence[np.ndarray]) -> dict:
     """How sharp, monotone and complete the word-level attention of a set of sentences is.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -114,3 +115,57 @@ def test_bad_inputs_exit_2_with_one_line(trained, trained_baseline, tmp_path):
     assert_user_error(run("align", *args), f"{gold}:1", "2-7", "outside")
     gold.write_text("1-1 2x2\n")
     assert_user_error(run("align", *args), f"{gold}:1", "bad link '2x2'")
+
+
+def gold_pair(tmp_path):
+    """Two gold sentence pairs, their files and links (1-indexed talp)."""
+    src, ref, gold = tmp_path / "gold.de", tmp_path / "gold.en", tmp_path / "gold.talp"
+    src.write_text("ein hund läuft .\nzwei kinder spielen im park .\n")
+    ref.write_text("a dog runs .\ntwo children play in the park .\n")
+    gold.write_text("1-1 2-2 3-3 4-4\n1-1 2-2 3-3 4p4 4-5 5-6 6-7\n")
+    return [f"src_file={src}", f"ref_file={ref}", f"gold={gold}"]
+
+
+def without_eflomal(tmp_path) -> dict:
+    """An environment in which ``import eflomal`` fails, as on a machine without it."""
+    fake = tmp_path / "no_eflomal" / "eflomal"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named eflomal')\n")
+    return {**os.environ, "PYTHONPATH": str(fake.parent)}
+
+
+@pytest.mark.slow
+def test_method_both_scores_eflomal_beside_the_attention(trained, tmp_path):
+    pytest.importorskip("eflomal")
+    out = tmp_path / "out"
+    proc = run("align", "method=both", f"checkpoint={trained['ckpt']}", *gold_pair(tmp_path), "num=1", f"out={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    statistical = json.loads((out / "eflomal" / "aer.json").read_text())
+    assert statistical["training_pairs"] == 300 and statistical["sentences"] == 2
+    assert {"model", "forward", "reverse", "intersection", "diagonal_baseline"} <= statistical.keys()
+    assert {"select", "report"} <= statistical["model"].keys()
+    for name in ("alignments.txt", "alignments.forward.txt", "alignments.reverse.txt"):
+        assert len((out / "eflomal" / name).read_text().splitlines()) == 2
+    assert (out / "aer.json").exists()
+    assert "eflomal (grow-diag-final-and): AER" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_missing_eflomal_warns_in_one_line_and_the_attention_results_stand(trained, tmp_path):
+    out = tmp_path / "out"
+    args = ["method=both", f"checkpoint={trained['ckpt']}", *gold_pair(tmp_path), "num=1", f"out={out}"]
+    proc = run("align", *args, env=without_eflomal(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "eflomal is not installed" in line]
+    assert len(warnings) == 1 and "pip install eflomal" in warnings[0]
+    assert json.loads((out / "aer.json").read_text())["sentences"] == 2
+    assert not (out / "eflomal").exists()
+
+
+@pytest.mark.slow
+def test_method_eflomal_without_eflomal_is_one_line(tmp_path):
+    proc = run(
+        "align", "method=eflomal", *gold_pair(tmp_path), f"out={tmp_path / 'out'}", env=without_eflomal(tmp_path)
+    )
+    assert_user_error(proc, "eflomal is not installed", "pip install eflomal")
