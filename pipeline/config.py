@@ -219,10 +219,34 @@ class EflomalConfig:
     null_prior: float = fraction(0.2)
 
 
+class SourceMerge(str, Enum):
+    sum = "sum"
+    mean = "mean"
+
+
+class LinkRule(str, Enum):
+    argmax = "argmax"
+    column = "column"
+    intersection = "intersection"
+    grow_diag_final_and = "grow_diag_final_and"
+    threshold = "threshold"
+
+
+@dataclass
+class ExtractionConfig:
+    """How forced attention becomes word links (pipeline/alignment/extraction.py explains each)."""
+
+    shift: bool = False
+    source_merge: SourceMerge = SourceMerge.sum
+    rule: LinkRule = LinkRule.argmax
+    threshold: float = in_half_open_unit(0.3)
+
+
 @dataclass
 class AlignAppConfig(RunCheckpointConfig):
     method: AlignMethod = AlignMethod.attention
     eflomal: EflomalConfig = field(default_factory=EflomalConfig)
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint: Optional[str] = None
     split: Split = Split.test

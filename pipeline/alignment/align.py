@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.alignment.extraction import extract_links
 from pipeline.alignment.links import (
     aer_by_half,
     check_gold_fits,
@@ -42,7 +43,17 @@ from pipeline.alignment.links import (
     words_of_pieces,
 )
 from pipeline.alignment.yardstick import eflomal_outputs
-from pipeline.config import AlignAppConfig, AlignMethod, AlignTarget, DataConfig, Level, Quantize, to_object
+from pipeline.config import (
+    AlignAppConfig,
+    AlignMethod,
+    AlignTarget,
+    DataConfig,
+    ExtractionConfig,
+    Level,
+    Quantize,
+    as_plain_dict,
+    to_object,
+)
 from pipeline.data.batching import collate
 from pipeline.decoding.translate import load_model, translate_texts
 from pipeline.errors import UserError
@@ -69,6 +80,12 @@ class Aligned:
     src_words: list[str]
     tgt_words: list[str]
     word_weights: np.ndarray  # [tgt words + 1, src words + 1]
+    src_word_of: list[int]  # each source piece's word
+    tgt_word_of: list[int]  # each target piece's word
+
+    def links(self, cfg: ExtractionConfig) -> set[tuple[int, int]]:
+        """Word links by ``cfg`` (pipeline/alignment/extraction.py)."""
+        return extract_links(self.weights, self.src_word_of, self.tgt_word_of, cfg)
 
     def view(self, level: Level) -> tuple[list[str], list[str], np.ndarray]:
         """(source labels, target labels, weights) at ``level``, EOS row and column included."""
@@ -135,7 +152,8 @@ def align_sentences(
     aligned = []
     for k, i in enumerate(ids):
         (_, sp, s_surf), (_, tp, t_surf) = src_enc[k], tgt_enc[k]
-        words = merge_to_words(matrices[k], word_index_of_pieces(sp), word_index_of_pieces(tp))
+        src_word_of, tgt_word_of = word_index_of_pieces(sp), word_index_of_pieces(tp)
+        words = merge_to_words(matrices[k], src_word_of, tgt_word_of)
         aligned.append(
             Aligned(
                 i,
@@ -145,13 +163,16 @@ def align_sentences(
                 words_of_pieces(sp, s_surf),
                 words_of_pieces(tp, t_surf),
                 words,
+                src_word_of,
+                tgt_word_of,
             )
         )
     return aligned
 
 
-def _links_at(item: Aligned, level: Level) -> list[tuple[int, int]]:
-    return hard_links(item.word_weights if level is Level.word else item.weights)
+def _links_at(item: Aligned, level: Level, cfg: ExtractionConfig) -> list[tuple[int, int]]:
+    """The viewer's overlay: the extraction's links at word level, the argmax piece at subword level."""
+    return sorted(item.links(cfg)) if level is Level.word else hard_links(item.weights)
 
 
 def _check_word_counts(aligned: list[Aligned], srcs: list[str], refs: list[str], cfg: AlignAppConfig) -> None:
@@ -172,14 +193,14 @@ def score_aer(aligned: list[Aligned], cfg: AlignAppConfig) -> dict:
     """AER, precision and recall of the model's links and of the diagonal baseline."""
     gold = read_talp(cfg.gold, cfg.gold_source_first)  # type: ignore[arg-type]
     check_gold_fits(gold, [len(a.src_words) for a in aligned], [len(a.tgt_words) for a in aligned], cfg.gold)  # type: ignore[arg-type]
-    model = [set(hard_links(a.word_weights)) for a in aligned]
+    model = [a.links(cfg.extraction) for a in aligned]
     diagonal = [set(diagonal_links(len(a.src_words), len(a.tgt_words))) for a in aligned]
     return {
         "gold": str(Path(cfg.gold).resolve()),  # type: ignore[arg-type]
         "sentences": len(gold),
         "model": aer_by_half(model, gold),
         "diagonal_baseline": aer_by_half(diagonal, gold),
-        "rule": "argmax source word per target word of the forced attention, pieces merged to words",
+        "extraction": as_plain_dict(cfg.extraction),
     }
 
 
@@ -258,7 +279,7 @@ def align_attention(cfg: AlignAppConfig) -> tuple[dict, AlignInputs]:
         "shown": shown,
     }
     _write_plots(aligned, plotted, cfg, meta, out)
-    write_atomic(out / "alignments.txt", "".join(pharaoh(hard_links(a.word_weights)) + "\n" for a in aligned))
+    write_atomic(out / "alignments.txt", "".join(pharaoh(a.links(cfg.extraction)) + "\n" for a in aligned))
     diag = {**meta, "ids": ids, "word_level": diagnostics([a.word_weights for a in aligned])}
     write_atomic(out / "diagnostics.json", json.dumps(diag, indent=2) + "\n")
     if aer is not None:
@@ -280,7 +301,15 @@ def _write_plots(aligned: list[Aligned], plotted: list[int], cfg: AlignAppConfig
         src, tgt, w = by_id[i].view(level)
         title = f"sentence {i} · {meta['model']} step {meta['step']} · {meta['shown']}"
         save_heatmap(src, tgt, w, title, out / f"sent{i:04d}", [f.value for f in cfg.formats])
-        items.append({"id": i, "src": src, "tgt": tgt, "weights": w.tolist(), "links": _links_at(by_id[i], level)})
+        items.append(
+            {
+                "id": i,
+                "src": src,
+                "tgt": tgt,
+                "weights": w.tolist(),
+                "links": _links_at(by_id[i], level, cfg.extraction),
+            }
+        )
     subtitle = (
         f"{meta['model']} step {meta['step']}, {meta['input']}, {meta['shown']}, "
         f"{level.value} level, {len(items)} sentences"
