@@ -109,6 +109,35 @@ class DecodeConfig:
 
 
 @dataclass
+class EflomalConfig:
+    train_pairs: int = at_least(0, 0)
+    max_words: int = at_least(100, 1)
+    model: int = at_least(3, 1)
+    n_samplers: int = at_least(3, 1)
+    rel_iterations: float = positive(1.0)
+    null_prior: float = fraction(0.2)
+
+
+@dataclass
+class GuidedAlignmentConfig:
+    weight: float = at_least(0.0, 0)
+    model: int = at_least(3, 1)
+    n_samplers: int = at_least(3, 1)
+    rel_iterations: float = positive(1.0)
+    null_prior: float = fraction(0.2)
+
+    def links_settings(self) -> EflomalConfig | None:
+        """eflomal's settings for the training links when guided alignment is on (weight > 0), else None.
+
+        Every training pair is aligned, so no corpus limit of :class:`EflomalConfig` applies."""
+        if self.weight <= 0:
+            return None
+        return EflomalConfig(
+            model=self.model, n_samplers=self.n_samplers, rel_iterations=self.rel_iterations, null_prior=self.null_prior
+        )
+
+
+@dataclass
 class TrainConfig:
     seed: int = 1234
     device: str = "auto"
@@ -137,6 +166,7 @@ class TrainConfig:
     progress: bool = True
     keep_freed_memory: bool = True
     onednn_cache: int = at_least(16384, 1)
+    guided_alignment: GuidedAlignmentConfig = field(default_factory=GuidedAlignmentConfig)
 
 
 @dataclass
@@ -207,16 +237,6 @@ class AlignMethod(str, Enum):
     attention = "attention"  # the model's attention (needs an attention checkpoint)
     eflomal = "eflomal"  # the statistical aligner alone (pipeline/alignment/statistical.py)
     both = "both"  # attention, and eflomal beside it; a failing eflomal only warns
-
-
-@dataclass
-class EflomalConfig:
-    train_pairs: int = at_least(0, 0)
-    max_words: int = at_least(100, 1)
-    model: int = at_least(3, 1)
-    n_samplers: int = at_least(3, 1)
-    rel_iterations: float = positive(1.0)
-    null_prior: float = fraction(0.2)
 
 
 class SourceMerge(str, Enum):

@@ -17,9 +17,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from pipeline.config import BatchConfig, DataConfig, TokenizerConfig
+from pipeline.config import BatchConfig, DataConfig, EflomalConfig, TokenizerConfig
 from pipeline.data.batching import BucketBatchSampler, padding_fraction
 from pipeline.data.corpus import SPLITS, column_array, load_corpus, release_mapped_pages
+from pipeline.data.guided_links import GuidedLinks, guided_links
 from pipeline.data.tokenizer import UNK_ID, SentencePiece, Tokenizer, build_tokenizer
 
 DROP_REASONS = ("empty", "too_long", "ratio")
@@ -36,6 +37,8 @@ class PrepareStats:
     padding_max_tokens: int = 0
     tokenizer_reused: bool = False
     encoding_reused: bool = False
+    guided_links: int | None = None  # eflomal links of the train split, when guided alignment is on
+    guided_links_reused: bool = False
     seconds: float = 0.0
 
     def table(self) -> str:
@@ -53,6 +56,9 @@ class PrepareStats:
             rows.append(
                 f"padding in train batches of {self.padding_max_tokens} tokens: {self.train_padding_percent:.1f}%"
             )
+        if self.guided_links is not None:
+            how = "reused" if self.guided_links_reused else "computed by eflomal"
+            rows.append(f"guided-alignment links of train: {self.guided_links:,} ({how})")
         cache = "reused" if self.tokenizer_reused and self.encoding_reused else "built"
         rows.append(
             f"cache: {cache} (tokenizer {'reused' if self.tokenizer_reused else 'trained'}, "
@@ -69,6 +75,7 @@ class PreparedData:
     tokenizer: Tokenizer
     stats: PrepareStats
     fingerprint: str
+    guided: GuidedLinks | None = None  # subword links of the train rows (train.guided_alignment.weight > 0)
 
 
 class _Encoder:
@@ -95,10 +102,16 @@ class _Encoder:
         return {"src_bytes": self.src_bytes, "tgt_bytes": self.tgt_bytes, "_sp": None}
 
 
-def prepare(data_cfg: DataConfig, tok_cfg: TokenizerConfig, batch_cfg: BatchConfig | None = None) -> PreparedData:
+def prepare(
+    data_cfg: DataConfig,
+    tok_cfg: TokenizerConfig,
+    batch_cfg: BatchConfig | None = None,
+    guided: EflomalConfig | None = None,
+) -> PreparedData:
     """Load, train/reuse the tokenizer, encode (cached), filter train; return data + stats.
 
-    With ``batch_cfg`` the stats also report the padding of train batches at that budget.
+    With ``batch_cfg`` the stats also report the padding of train batches at that budget; with
+    ``guided``, eflomal's subword links of the filtered train split are computed (or read from the cache).
     """
     t0 = time.perf_counter()
     corpus = load_corpus(data_cfg)
@@ -112,9 +125,13 @@ def prepare(data_cfg: DataConfig, tok_cfg: TokenizerConfig, batch_cfg: BatchConf
     if batch_cfg is not None:
         stats.padding_max_tokens = batch_cfg.max_tokens
         stats.train_padding_percent = 100.0 * train_padding(encoded["train"], batch_cfg)
+    links = None
+    if guided is not None:
+        links, stats.guided_links_reused = guided_links(encoded["train"], guided, cache)
+        stats.guided_links = int(len(links.links))
     stats.seconds = time.perf_counter() - t0
     fp = hashlib.sha256("".join(encoded[s]._fingerprint for s in SPLITS).encode()).hexdigest()[:16]
-    return PreparedData(encoded, tokenizer, stats, fp)
+    return PreparedData(encoded, tokenizer, stats, fp, links)
 
 
 @dataclass

@@ -32,15 +32,17 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from pipeline.config import Precision, TrainAppConfig, as_plain_dict
-from pipeline.data.batching import BucketBatchSampler, collate
+from pipeline.config import EflomalConfig, Precision, TrainAppConfig, as_plain_dict
+from pipeline.data.batching import Batch, BucketBatchSampler, collate
 from pipeline.data.corpus import column_array, release_mapped_pages
+from pipeline.data.guided_links import guided_links
 from pipeline.data.prepare import PreparedData, prepare
 from pipeline.data.tokenizer import PAD_ID
 from pipeline.errors import UserError
 from pipeline.fast import accelerate
 from pipeline.files import write_atomic
 from pipeline.model import build_model
+from pipeline.model.config import ContextType, Impl
 from pipeline.runtime.allocator import keep_freed_memory, release_free_memory
 from pipeline.runtime.hardware import resolve_device
 from pipeline.runtime.onednn import set_primitive_cache_capacity
@@ -57,6 +59,7 @@ from pipeline.training.distributed import (
     shard_of,
     usable_batches,
 )
+from pipeline.training.guided_alignment import guided_alignment_loss
 from pipeline.training.manifest import run_manifest
 from pipeline.training.resume import check_resumable
 from pipeline.training.rng import rng_state, seed_everything, set_rng_state
@@ -106,15 +109,21 @@ class Trainer:
             print(f"precision {precision_name(self.bf16)} (train.precision={Precision(self.tcfg.precision).value})")
         self.config_dict = as_plain_dict(cfg)
         seed_everything(self.tcfg.seed)
+        guided = self.tcfg.guided_alignment.links_settings()
+        if guided is not None:
+            self._check_guidable()
         if self.main:  # rank 0 builds the data cache, the others then read it
-            self.data = data or prepare(cfg.data, cfg.tokenizer, cfg.batch)
+            self.data = self._prepared(data, guided)
         barrier(self.world)
         if not self.main:
-            self.data = data or prepare(cfg.data, cfg.tokenizer, cfg.batch)
+            self.data = self._prepared(data, guided)
         self.tokenizer = self.data.tokenizer
         model = build_model(cfg.model, len(self.tokenizer.src), len(self.tokenizer.tgt), PAD_ID).to(self.device)
+        exclude = list(cfg.model.fast_exclude)
+        if guided is not None:
+            exclude += self._guided_exclusions()
         # the fast implementations (and their C++ kernels, built now, not inside the first timed step)
-        self.implementations = accelerate(model, cfg.model.impl, self.device, cfg.model.fast_exclude)
+        self.implementations = accelerate(model, cfg.model.impl, self.device, exclude)
         self.model = self.implementations.model
         if self.main:
             print(self.implementations.summary(), flush=True)
@@ -138,6 +147,7 @@ class Trainer:
             seed=self.tcfg.seed,
         )
         self.progress = Progress()
+        self.guided_loss: float | None = None  # of the last update
         resumed = self._resume()
         if self.main:
             self._write_run_files()
@@ -159,6 +169,34 @@ class Trainer:
         torch.manual_seed(self.tcfg.seed + self.world.rank)
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
+
+    def _prepared(self, data: PreparedData | None, guided: EflomalConfig | None) -> PreparedData:
+        """The prepared corpus (and, with guided alignment, its training links), built or given."""
+        cfg = self.cfg
+        if data is None:
+            return prepare(cfg.data, cfg.tokenizer, cfg.batch, guided)
+        if guided is not None and data.guided is None:
+            data.guided, _ = guided_links(data.splits["train"], guided, cfg.data.cache_dir)
+        return data
+
+    def _check_guidable(self) -> None:
+        """Before any work: guided alignment needs an attention model and the reference decoder."""
+        if ContextType(self.cfg.model.context) is ContextType.fixed:
+            raise UserError(
+                f"train.guided_alignment.weight={self.tcfg.guided_alignment.weight} guides attention, and "
+                f"model={self.cfg.model.name} has none; use model=bahdanau or set the weight to 0"
+            )
+        if Impl(self.cfg.model.impl) is Impl.fast:
+            raise UserError(
+                "model.impl=fast needs the fast decoder, and guided alignment needs attention gradients, which it "
+                "does not give; use model.impl=auto (the fast encoder and loss, the reference decoder)"
+            )
+
+    def _guided_exclusions(self) -> list[str]:
+        """Fast decoders that treat the attention weights as outputs without a gradient; one line says so."""
+        if self.main:
+            print("guided alignment: the teacher-forced decoder runs as the reference (it needs attention gradients)")
+        return ["recurrence_decoder", "fused_luong_decoder"]
 
     def _check_run_dir(self) -> None:
         try:
@@ -283,13 +321,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ one update
 
-    def _loss_sum(self, batch) -> torch.Tensor:
-        """Summed label-smoothed loss over the batch's real target tokens."""
+    def _loss_sum(self, batch: Batch, guide: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(summed label-smoothed loss over the batch's real target tokens, summed guided-alignment
+        loss or None); the objective is the first plus ``train.guided_alignment.weight`` x the second."""
         with autocast_for(self.device, self.bf16):
-            loss_sum, _ = self.trained(
+            loss_sum, attn = self.trained(
                 batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out, label_smoothing=self.tcfg.label_smoothing
             )
-        return loss_sum
+        return loss_sum, None if guide is None else guided_alignment_loss(attn, guide)
 
     def _update(self, batches: list) -> tuple[float, float, int]:
         """One optimizer update over this rank's batches: (mean token loss, grad norm, target tokens of all ranks).
@@ -300,17 +339,20 @@ class Trainer:
         """
         self.trained.train()
         self.optimizer.zero_grad(set_to_none=True)
-        local_tok = sum(b.n_tgt_tokens for b in batches)
+        local_tok = sum(b.n_tgt_tokens for b, _ in batches)
         n_tok = int(all_sum([float(local_tok)], self.world, self.device)[0])
         scale = self.world.size / max(n_tok, 1)
-        total = 0.0
-        for i, batch in enumerate(batches):
+        total, guided_total, weight = 0.0, 0.0, self.tcfg.guided_alignment.weight
+        for i, (batch, guide) in enumerate(batches):
             sync = i == len(batches) - 1 or not self.world.distributed
             with contextlib.nullcontext() if sync else self.trained.no_sync():
-                loss_sum = self._loss_sum(batch)
-                (loss_sum * scale).backward()
+                loss_sum, guided_sum = self._loss_sum(batch, guide)
+                objective = loss_sum if guided_sum is None else loss_sum + weight * guided_sum
+                (objective * scale).backward()
             total += float(loss_sum.detach())
-        total = all_sum([total], self.world, self.device)[0] / max(n_tok, 1)
+            guided_total += 0.0 if guided_sum is None else float(guided_sum.detach())
+        total, guided_total = (v / max(n_tok, 1) for v in all_sum([total, guided_total], self.world, self.device))
+        self.guided_loss = guided_total if weight > 0 else None
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm))
         lr = self.schedule.lr(self.progress.step + 1)
         for group in self.optimizer.param_groups:
@@ -330,15 +372,20 @@ class Trainer:
                 )
         return total, grad_norm, n_tok
 
-    def _batch(self, idx: np.ndarray):
+    def _batch(self, idx: np.ndarray) -> tuple[Batch, torch.Tensor | None]:
+        """The padded batch of these train rows, and their guided attention targets (or None)."""
         ex = self.train_ds[idx.tolist()]
         # A batch's rows lie all over the file; unreleased, their pages (about 40 MB a
         # batch at 5M pairs) would pile up in RSS until the whole file is mapped.
         release_mapped_pages(self.train_ds)
         batch = collate(ex["src_ids"], ex["tgt_ids"], idx.tolist())
+        guide = None
+        if self.data.guided is not None and self.tcfg.guided_alignment.weight > 0:
+            guide = self.data.guided.targets(idx.tolist(), batch.src.size(1), batch.tgt_out.size(1))
+            guide = guide.to(self.device, non_blocking=True)
         if self.device.type == "cuda":  # page-locked memory lets the copy overlap with compute
             batch = batch.pin_memory()
-        return batch.to(self.device, non_blocking=True)
+        return batch.to(self.device, non_blocking=True), guide
 
     # ------------------------------------------------------------------ validation
 
@@ -485,6 +532,8 @@ class Trainer:
             "epoch": p.epoch + 1,
             "skipped_steps": p.skipped_steps,
         }
+        if self.guided_loss is not None:  # mean guided-alignment cross-entropy per target token, unweighted
+            values["guided_loss"] = self.guided_loss
         self.log.record("train", p.step, values, tb_prefix="train")
 
     def _timed(self, fn) -> None:

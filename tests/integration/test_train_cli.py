@@ -55,3 +55,28 @@ def test_train_cli_bad_key_and_bad_value(tmp_path):
     assert proc.returncode != 0 and "no_such_knob" in proc.stderr
     proc = run_train(tmp_path, f"run_dir={tmp_path / 'run'}", "train.max_steps=lots")
     assert proc.returncode != 0 and "max_steps" in proc.stderr
+
+
+@pytest.mark.slow
+def test_guided_alignment_computes_the_links_once_and_logs_its_loss(tmp_path):
+    pytest.importorskip("eflomal")
+    guided = ["model=bahdanau", "train.guided_alignment.weight=0.5", "train.log_every=1"]
+    first = run_train(tmp_path, *guided, f"run_dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "runs as the reference (it needs attention gradients)" in first.stdout
+    cached = list((tmp_path / "cache" / "guided").glob("train-*.npz"))
+    assert len(cached) == 1
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    guided_losses = [r["guided_loss"] for r in records if r["kind"] == "train"]
+    assert guided_losses and all(v > 0 for v in guided_losses)
+    mtime = cached[0].stat().st_mtime_ns
+    second = run_train(tmp_path, *guided, f"run_dir={tmp_path / 'b'}")  # a new run on the same data
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert cached[0].stat().st_mtime_ns == mtime  # read from the cache, not aligned again
+
+
+@pytest.mark.slow
+def test_guided_alignment_of_a_model_without_attention_is_one_line(tmp_path):
+    proc = run_train(tmp_path, "model=baseline", "train.guided_alignment.weight=0.5", f"run_dir={tmp_path / 'r'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "guides attention, and model=baseline has none" in proc.stderr

@@ -80,9 +80,9 @@ def _poison(monkeypatch, bad_steps: set[int]) -> None:
 
     original = Trainer._loss_sum
 
-    def loss_sum(self, batch):
-        value = original(self, batch)
-        return value * float("nan") if self.progress.step + 1 in bad_steps else value
+    def loss_sum(self, batch, guide):
+        value, guided = original(self, batch, guide)
+        return (value * float("nan") if self.progress.step + 1 in bad_steps else value), guided
 
     monkeypatch.setattr(Trainer, "_loss_sum", loss_sum)
 
