@@ -2,15 +2,17 @@
 # Attention vs no attention, end to end, on the default corpus (Multi30k de->en):
 #
 #   scripts/compare.sh [quick|full|variants] [--models a,b,...] [--seeds 1,2,3] [--out DIR] [--gold DIR|none]
-#                      [Hydra overrides]
+#                      [--guided W] [Hydra overrides]
 #
 # 1. prepares the data; 2. trains the models (default bahdanau,baseline; the variants preset:
 # baseline,bahdanau,dot,general,scaled_dot, i.e. every attention score of conf/model/) with one
-# Hydra multirun sweep (same data, tokenizer, budget and seed; several seeds with --seeds); 3. evaluates the
+# Hydra multirun sweep (same data, tokenizer, budget and seed; several seeds with --seeds), and with
+# --guided W also RNNsearch with guided alignment of weight W (bahdanau_guided); 3. evaluates the
 # best checkpoint of each on val and test, greedy and beam-5; 4. exports alignments of 20
 # test sentences and scores the attention against every gold alignment set of the run's language
 # pair (AER; --gold DIR: folders NAME-L1-L2/ holding test.L1, test.L2 and gold.talp; default
-# ../shared/data/alignment beside the repo when it exists; a failed AER only warns); 5. writes
+# ../shared/data/alignment beside the repo when it exists; a failed AER only warns), with eflomal
+# beside the first attention run of each set as the yardstick (pipeline.align method=both); 5. writes
 # the report (DIR/report/report.html).
 # Everything goes under DIR (default runs/<preset>/).  Running it again resumes unfinished
 # training and reuses finished runs, evaluations and exports.
@@ -24,6 +26,7 @@ models=bahdanau,baseline
 [ "$preset" = variants ] && models=baseline,bahdanau,dot,general,scaled_dot
 seeds=""
 gold=""
+guided=""
 overrides=()
 decode_overrides=()  # decode.* settings (e.g. decode.max_len) also apply to evaluation and alignment
 while [ $# -gt 0 ]; do
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
     --seeds) seeds=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
     --gold) gold=$2; shift 2 ;;
+    --guided) guided=$2; shift 2 ;;
     decode.*) overrides+=("$1"); decode_overrides+=("$1"); shift ;;
     *) overrides+=("$1"); shift ;;
   esac
@@ -46,12 +50,19 @@ if [ -n "$seeds" ]; then
 else
   sweep=("run_dir=$out/\${model.name}")
 fi
+prepare_guided=()
+[ -n "$guided" ] && prepare_guided=("train.guided_alignment.weight=$guided")  # its links, computed once
 
 echo "== 1/5 prepare data (cached after the first run)"
-"$PY" -m pipeline.prepare "experiment=$preset" "${overrides[@]}"
+"$PY" -m pipeline.prepare "experiment=$preset" "${prepare_guided[@]}" "${overrides[@]}"
 
 echo "== 2/5 train $models: identical data, tokenizer, budget and seed"
 "$PY" -m pipeline.train -m "experiment=$preset" "model=$models" "${sweep[@]}" "${overrides[@]}"
+if [ -n "$guided" ]; then
+  echo "   and bahdanau_guided: RNNsearch with train.guided_alignment.weight=$guided"
+  "$PY" -m pipeline.train -m "experiment=$preset" model=bahdanau model.name=bahdanau_guided \
+    "train.guided_alignment.weight=$guided" "${sweep[@]}" "${overrides[@]}"
+fi
 
 runs=()
 for dir in "$out"/*/; do
@@ -82,6 +93,7 @@ up_to_date() {  # $1 was written after the run's best checkpoint
 }
 
 echo "== 4/5 alignments of 20 test sentences and AER on gold alignments (attention models)"
+yardstick=" "  # gold sets that eflomal has scored already (once per set: it does not depend on the model)
 for run in "${runs[@]}"; do
   grep -q "^  context: attention" "$run/config.yaml" || continue
   ckpt="$run/checkpoints/best.pt"
@@ -96,10 +108,13 @@ for run in "${runs[@]}"; do
     first=${name%-*}; first=${first##*-}  # NAME-L1-L2: the gold's i indexes L1
     [ -f "$gold_dir/gold.talp" ] && [ -f "$gold_dir/test.$src" ] && [ -f "$gold_dir/test.$tgt" ] || continue
     scored=$((scored + 1))
+    method=attention
+    if [[ "$yardstick" != *" $name "* ]]; then method=both; yardstick+="$name "; fi
+    [ "$method" = both ] && [ ! -f "$run/aer/$name/eflomal/aer.json" ] && rm -f "$run/aer/$name/aer.json"
     up_to_date "$run/aer/$name/aer.json" "$run" && continue
     source_first=false; [ "$first" = "$src" ] && source_first=true
     "$PY" -m pipeline.align "checkpoint=$ckpt" "src_file=$gold_dir/test.$src" "ref_file=$gold_dir/test.$tgt" \
-      "gold=$gold_dir/gold.talp" "gold_source_first=$source_first" num=5 "out=$run/aer/$name" ||
+      "gold=$gold_dir/gold.talp" "gold_source_first=$source_first" num=5 "out=$run/aer/$name" "method=$method" ||
       echo "warning: AER of $run on $name failed (see above); the report goes on without it" >&2
   done
   [ "$scored" -gt 0 ] || echo "   no gold alignment set in $gold for $src-$tgt: no AER for $run"

@@ -186,23 +186,26 @@ def alignment_scores(systems: dict[str, list[Run]]) -> dict:
     Only a score of the checkpoint the report evaluates counts (its step is the run's best
     step); an older one is left out and named in ``stale``.
     """
-    scores: dict = {"systems": {}, "diagonal": {}, "stale": []}
+    scores: dict = {"systems": {}, "diagonal": {}, "eflomal": {}, "stale": []}
     for name, runs in systems.items():
+        for path in sorted((runs[0].dir / "aer").glob("*/eflomal/aer.json")):  # compare.sh: align method=both
+            aer = _read_json(path, "written by pipeline.align method=both ... gold=FILE (scripts/compare.sh step 4)")
+            scores["eflomal"].setdefault(path.parent.parent.name, _link_scores(aer))
         for path in sorted((runs[0].dir / "aer").glob("*/aer.json")):
             aer = _read_json(path, "written by pipeline.alignment.align ... gold=FILE (scripts/compare.sh step 4)")
             if aer.get("step") != runs[0].best_step:
                 scores["stale"].append(str(path))
                 continue
             gold = path.parent.name
-            model = aer["model"]
-            scores["systems"].setdefault(name, {})[gold] = {
-                "aer": model["aer"],
-                "precision": model["precision"],
-                "recall": model["recall"],
-                "sentences": aer["sentences"],
-            }
+            scores["systems"].setdefault(name, {})[gold] = _link_scores(aer)
             scores["diagonal"][gold] = aer["diagonal_baseline"]["aer"]
     return scores
+
+
+def _link_scores(aer: dict) -> dict:
+    """AER, precision and recall of an aer.json's links (the extraction's, or eflomal's symmetrised)."""
+    model = aer["model"]
+    return {k: model[k] for k in ("aer", "precision", "recall")} | {"sentences": aer["sentences"]}
 
 
 def _is_additive(run: Run) -> bool:

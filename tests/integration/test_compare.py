@@ -59,6 +59,7 @@ def test_compare_writes_the_report_and_reuses_finished_work(two_systems, tmp_pat
                 assert (runs / model / "eval" / f"{split}.{tag}.json").exists()
     assert (runs / "bahdanau" / "align" / "test.greedy" / "index.html").exists()
     assert not (runs / "baseline" / "align").exists()
+    assert (runs / "bahdanau" / "aer" / "europarl-de-en" / "eflomal" / "aer.json").exists()  # the yardstick
 
     comparison = json.loads((report / "comparison.json").read_text())
     assert set(comparison["systems"]) == {"bahdanau", "baseline"}
@@ -83,26 +84,28 @@ def test_compare_writes_the_report_and_reuses_finished_work(two_systems, tmp_pat
 
 
 @pytest.mark.slow
-def test_compare_three_systems_tests_each_against_the_baseline_and_additive(two_systems, tmp_path):
-    """A third system added to a finished comparison (a copy of it): only dot trains."""
+def test_compare_more_systems_tests_each_against_the_baseline_and_additive(two_systems, tmp_path):
+    """dot and guided alignment added to a finished comparison (a copy of it): only they train."""
     finished, data, cache, first = two_systems
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     runs = tmp_path / "runs"
     shutil.copytree(finished, runs)  # copy2 keeps the times that mark evaluations up to date
-    proc = compare(runs, data, cache, "--models", "baseline,bahdanau,dot")
+    proc = compare(runs, data, cache, "--models", "baseline,bahdanau,dot", "--guided", "0.5")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("already finished") == 2
     comparison = json.loads((runs / "report" / "comparison.json").read_text())
-    assert set(comparison["systems"]) == set(comparison["by_length"]) == {"baseline", "bahdanau", "dot"}
-    assert set(comparison["significance"]["comparisons"]) == {"bahdanau", "dot"}
+    systems = {"baseline", "bahdanau", "dot", "bahdanau_guided"}
+    assert set(comparison["systems"]) == set(comparison["by_length"]) == systems
+    assert set(comparison["significance"]["comparisons"]) == systems - {"baseline"}
     vs_additive = comparison["significance_vs_additive"]
-    assert vs_additive["baseline"] == "bahdanau" and set(vs_additive["comparisons"]) == {"dot"}
+    assert vs_additive["baseline"] == "bahdanau" and set(vs_additive["comparisons"]) == {"dot", "bahdanau_guided"}
     assert (runs / "dot" / "align" / "test.greedy" / "index.html").exists()
     page = (runs / "report" / "report.html").read_text()
     assert "each system vs bahdanau" in page and "dot" in page
     # AER on the gold set of the run's pair (europarl-de-en; hansards-en-fr is another pair), every attention system
     aer = comparison["alignment"]
-    assert set(aer["systems"]) == {"bahdanau", "dot"} and set(aer["diagonal"]) == {"europarl-de-en"}
+    assert set(aer["systems"]) == {"bahdanau", "dot", "bahdanau_guided"} and set(aer["diagonal"]) == {"europarl-de-en"}
+    assert set(aer["eflomal"]) == {"europarl-de-en"}
     assert all(0.0 <= s["europarl-de-en"]["aer"] <= 1.0 for s in aer["systems"].values())
     assert "<h2>Alignment error rate</h2>" in page
 

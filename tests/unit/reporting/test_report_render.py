@@ -53,16 +53,18 @@ def test_variants_get_a_column_against_additive_and_an_aer_table():
     comp["alignment"] = {
         "systems": {"bahdanau": {"europarl-de-en": score}, "dot": {"europarl-de-en": {**score, "aer": 0.75}}},
         "diagonal": {"europarl-de-en": 0.671},
+        "eflomal": {"europarl-de-en": {**score, "aer": 0.31, "precision": 0.67, "recall": 0.72}},
         "stale": [],
     }
     rows = result_rows(comp)
     assert rows[0][-2:] == ["p (BLEU) vs baseline", "p (BLEU) vs bahdanau"]
     assert rows[1][-2:] == ["0.0010", "(itself)"] and rows[2][-1] == "–" and rows[3][-1] == "0.2000"
     assert alignment_rows(comp) == [
-        ["system", "europarl-de-en: AER (P / R)"],
-        ["bahdanau", "0.800 (0.250 / 0.125)"],
-        ["dot", "0.750 (0.250 / 0.125)"],
-        ["diagonal (no model)", "0.671"],
+        ["system", "test BLEU", "europarl-de-en: AER (P / R)"],
+        ["bahdanau", "30.00", "0.800 (0.250 / 0.125)"],
+        ["dot", "31.00", "0.750 (0.250 / 0.125)"],
+        ["eflomal, grow-diag-final-and (no model)", "–", "0.310 (0.670 / 0.720)"],
+        ["diagonal (no model)", "–", "0.671"],
     ]
     figures = {"bleu_by_length.png": b"png", "training_curves.png": b"png"}
     assert "<h2>Alignment error rate</h2>" in render_html(comp, [], None, Path("."), figures)
@@ -99,3 +101,15 @@ def test_aer_of_an_older_checkpoint_is_left_out(tmp_path):
     assert scores["systems"] == {"fresh": {"europarl-de-en": {**score, "sentences": 100}}}
     assert scores["diagonal"] == {"europarl-de-en": 0.67}
     assert scores["stale"] == [str(tmp_path / "old" / "aer" / "europarl-de-en" / "aer.json")]
+
+
+def test_eflomal_beside_a_run_gives_the_table_its_row(tmp_path):
+    folder = tmp_path / "run" / "aer" / "hansards-en-fr"
+    (folder / "eflomal").mkdir(parents=True)
+    score = {"aer": 0.7, "precision": 0.3, "recall": 0.3}
+    aer = {"step": 7, "model": score, "diagonal_baseline": {**score, "aer": 0.54}, "sentences": 447}
+    (folder / "aer.json").write_text(json.dumps(aer))
+    statistical = {"model": {"aer": 0.15, "precision": 0.83, "recall": 0.87}, "sentences": 447}
+    (folder / "eflomal" / "aer.json").write_text(json.dumps(statistical))
+    scores = alignment_scores({"run": [SimpleNamespace(dir=tmp_path / "run", best_step=7)]})
+    assert scores["eflomal"] == {"hansards-en-fr": {**statistical["model"], "sentences": 447}}
