@@ -252,6 +252,12 @@ class LinkRule(str, Enum):
     threshold = "threshold"
 
 
+class Combine(str, Enum):
+    intersection = "intersection"
+    grow_diag_final_and = "grow_diag_final_and"
+    union = "union"
+
+
 @dataclass
 class ExtractionConfig:
     """How forced attention becomes word links (pipeline/alignment/extraction.py explains each)."""
@@ -260,6 +266,7 @@ class ExtractionConfig:
     source_merge: SourceMerge = SourceMerge.sum
     rule: LinkRule = LinkRule.argmax
     threshold: float = in_half_open_unit(0.3)
+    combine: Combine = Combine.grow_diag_final_and
 
 
 @dataclass
@@ -269,6 +276,7 @@ class AlignAppConfig(RunCheckpointConfig):
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint: Optional[str] = None
+    reverse_checkpoint: Optional[str] = None
     split: Split = Split.test
     src_file: Optional[str] = None
     ref_file: Optional[str] = None

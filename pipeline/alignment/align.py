@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.alignment.extraction import extract_links
+from pipeline.alignment.extraction import combined, extract_links, word_weights
 from pipeline.alignment.links import (
     aer_by_half,
     check_gold_fits,
@@ -70,6 +70,20 @@ EOS_LABEL = "</s>"
 
 
 @dataclass
+class ReverseAttention:
+    """A reverse model's forced attention ``[src pieces + 1, ref pieces + 1]`` (its own pieces), with
+    each piece's whitespace word."""
+
+    weights: np.ndarray
+    ref_word_of: list[int]
+    src_word_of: list[int]
+
+    def words(self) -> tuple[int, int]:
+        """(source words, reference words) by this model's tokenizer."""
+        return max(self.src_word_of, default=-1) + 1, max(self.ref_word_of, default=-1) + 1
+
+
+@dataclass
 class Aligned:
     """One sentence pair with its attention at subword and word level."""
 
@@ -82,10 +96,16 @@ class Aligned:
     word_weights: np.ndarray  # [tgt words + 1, src words + 1]
     src_word_of: list[int]  # each source piece's word
     tgt_word_of: list[int]  # each target piece's word
+    reverse: ReverseAttention | None = None  # a reverse model's forced attention of this pair
 
     def links(self, cfg: ExtractionConfig) -> set[tuple[int, int]]:
-        """Word links by ``cfg`` (pipeline/alignment/extraction.py)."""
-        return extract_links(self.weights, self.src_word_of, self.tgt_word_of, cfg)
+        """Word links by ``cfg``, combined with the reverse model's where one was given
+        (pipeline/alignment/extraction.py)."""
+        forward = extract_links(self.weights, self.src_word_of, self.tgt_word_of, cfg)
+        if self.reverse is None:
+            return forward
+        r = self.reverse
+        return combined(forward, word_weights(r.weights, r.ref_word_of, r.src_word_of, cfg), cfg)
 
     def view(self, level: Level) -> tuple[list[str], list[str], np.ndarray]:
         """(source labels, target labels, weights) at ``level``, EOS row and column included."""
@@ -149,6 +169,7 @@ def align_sentences(
         result = translate_texts(restored, [srcs[i] for i in ids], cfg.decode, bf16)
         tgt_enc = [(h.tokens, tok.tgt.id_to_piece(h.tokens), None) for h in result.hyps]
         matrices = [h.attention.numpy() for h in result.hyps]  # type: ignore[union-attr]
+    reverse = reverse_attention(cfg, [srcs[i] for i in ids], [refs[i] for i in ids]) if cfg.reverse_checkpoint else None
     aligned = []
     for k, i in enumerate(ids):
         (_, sp, s_surf), (_, tp, t_surf) = src_enc[k], tgt_enc[k]
@@ -165,9 +186,40 @@ def align_sentences(
                 words,
                 src_word_of,
                 tgt_word_of,
+                None if reverse is None else reverse[k],
             )
         )
+        if reverse is not None and reverse[k].words() != (words.shape[1] - 1, words.shape[0] - 1):
+            raise UserError(
+                f"{cfg.reverse_checkpoint}: sentence {i + 1} has {reverse[k].words()} source x target words by its "
+                f"tokenizer, not {(words.shape[1] - 1, words.shape[0] - 1)}; give whitespace-tokenized text"
+            )
     return aligned
+
+
+def reverse_attention(cfg: AlignAppConfig, srcs: list[str], refs: list[str]) -> list[ReverseAttention]:
+    """The reverse model's attention when it force-decodes each source from its reference."""
+    if _target(cfg, refs) is not AlignTarget.ref:
+        raise UserError("reverse_checkpoint force-decodes the source from the reference: it needs target=ref")
+    restored = load_model(cfg.reverse_checkpoint, cfg.device, cfg.threads, cfg.impl)  # type: ignore[arg-type]
+    if not restored.model.has_attention:
+        raise UserError(f"reverse_checkpoint={cfg.reverse_checkpoint} is a model without attention")
+    forward = load_checkpoint(cfg.checkpoint)["config"]["data"]  # type: ignore[arg-type]
+    data = restored.config["data"]
+    if (data["src_lang"], data["tgt_lang"]) != (forward["tgt_lang"], forward["src_lang"]):
+        raise UserError(
+            f"reverse_checkpoint={cfg.reverse_checkpoint} translates {data['src_lang']}->{data['tgt_lang']}; "
+            f"the reverse of {cfg.checkpoint} is {forward['tgt_lang']}->{forward['src_lang']}"
+        )
+    tok = restored.tokenizer
+    ref_enc, src_enc = tok.src.encode_with_surfaces(refs), tok.tgt.encode_with_surfaces(srcs)
+    matrices = forced_attention(
+        restored, [e[0] for e in ref_enc], [e[0] for e in src_enc], use_bf16(cfg.precision, restored.device)
+    )
+    return [
+        ReverseAttention(m, word_index_of_pieces(r[1]), word_index_of_pieces(s[1]))
+        for m, r, s in zip(matrices, ref_enc, src_enc)
+    ]
 
 
 def _links_at(item: Aligned, level: Level, cfg: ExtractionConfig) -> list[tuple[int, int]]:

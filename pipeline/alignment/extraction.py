@@ -15,6 +15,11 @@ An attention row is not an alignment.  Four things stand between them, each a kn
   ``column`` links each source word to the target word that weighs it most; ``intersection``
   keeps the links both agree on; ``grow_diag_final_and`` symmetrises the two as for a statistical
   aligner's two directions (:mod:`.symmetrize`); ``threshold`` keeps every weight >= ``threshold``.
+* **Both directions** (``combine``, with ``align.reverse_checkpoint``): a model translating the
+  other way force-decodes the source from the reference; its links, read by the same rules with
+  the roles swapped, are combined with the forward model's by ``intersection``, ``union`` or
+  ``grow_diag_final_and``, as a statistical aligner's two directions are.  Each model merges its
+  own pieces to the whitespace words, so the two need not share a tokenizer.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.alignment.symmetrize import Link, grow_diag_final_and
-from pipeline.config import ExtractionConfig, LinkRule, SourceMerge
+from pipeline.config import Combine, ExtractionConfig, LinkRule, SourceMerge
 
 
 def word_weights(
@@ -72,3 +77,15 @@ def extract_links(
     """Word links of one sentence pair's forced attention (pieces' word indices as from
     :func:`pipeline.alignment.links.word_index_of_pieces`)."""
     return links_of(word_weights(weights, src_word_of, tgt_word_of, cfg), cfg)
+
+
+def combined(forward: set[Link], reverse_merged: np.ndarray, cfg: ExtractionConfig) -> set[Link]:
+    """``forward`` links combined by ``cfg.combine`` with those of a reverse model's
+    ``[source words, target words]`` matrix (its rows are the source words)."""
+    reverse = {(row, column) for column, row in links_of(reverse_merged, cfg)}  # its rows are our source words
+    how = Combine(cfg.combine)
+    if how is Combine.intersection:
+        return forward & reverse
+    if how is Combine.union:
+        return forward | reverse
+    return grow_diag_final_and(forward, reverse)

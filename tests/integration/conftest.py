@@ -33,3 +33,13 @@ def trained_baseline(tmp_path_factory, trained):
     cfg = tiny_train_config(tmp, trained["data"], ContextType.fixed, max_steps=2, eval_every=2)
     train(cfg)
     return tmp / "run" / "checkpoints" / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def trained_reverse(tmp_path_factory, trained):
+    """An en->de attention checkpoint on the same slice: the other direction of ``trained``."""
+    tmp = tmp_path_factory.mktemp("reverse")
+    cfg = tiny_train_config(tmp, trained["data"], max_steps=4, eval_every=4)
+    cfg.data.src_lang, cfg.data.tgt_lang = "en", "de"
+    train(cfg)
+    return tmp / "run" / "checkpoints" / "last.pt"

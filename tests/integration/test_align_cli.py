@@ -169,3 +169,26 @@ def test_method_eflomal_without_eflomal_is_one_line(tmp_path):
         "align", "method=eflomal", *gold_pair(tmp_path), f"out={tmp_path / 'out'}", env=without_eflomal(tmp_path)
     )
     assert_user_error(proc, "eflomal is not installed", "pip install eflomal")
+
+
+@pytest.mark.slow
+def test_a_reverse_model_gives_the_second_direction(trained, trained_reverse, tmp_path):
+    gold = gold_pair(tmp_path)
+    outs = {}
+    for combine in ("intersection", "union"):
+        out = tmp_path / combine
+        proc = run(
+            "align", f"checkpoint={trained['ckpt']}", f"reverse_checkpoint={trained_reverse}", *gold,
+            f"extraction.combine={combine}", "num=1", f"out={out}",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs[combine] = json.loads((out / "aer.json").read_text())
+    inter, union = outs["intersection"]["model"]["links"], outs["union"]["model"]["links"]
+    assert inter <= 4 + 7 <= union  # one argmax link per word each way: the intersection has fewer, the union more
+    assert outs["union"]["extraction"]["combine"] == "union"
+
+
+@pytest.mark.slow
+def test_a_reverse_model_of_the_same_direction_is_one_line(trained, tmp_path):
+    proc = run("align", f"checkpoint={trained['ckpt']}", f"reverse_checkpoint={trained['ckpt']}", *gold_pair(tmp_path))
+    assert_user_error(proc, "translates de->en", "the reverse of")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.alignment.extraction import extract_links, word_weights
-from pipeline.config import ExtractionConfig, LinkRule, SourceMerge
+from pipeline.alignment.extraction import combined, extract_links, word_weights
+from pipeline.config import Combine, ExtractionConfig, LinkRule, SourceMerge
 
 
 def attention(rows: list[list[float]]) -> np.ndarray:
@@ -67,3 +67,20 @@ def test_each_rule_reads_rows_columns_or_both(rule, links):
 def test_a_matrix_that_does_not_fit_the_pieces_is_an_error():
     with pytest.raises(ValueError, match="does not fit"):
         extract_links(TWO_TO_ONE, [0, 1, 2], [0, 1], ExtractionConfig())
+
+
+# a reverse model's [source words, target words] matrix: each source word's row over the target words
+REVERSE = np.asarray([[0.9, 0.1], [0.2, 0.8]])
+
+
+@pytest.mark.parametrize(
+    "combine, links",
+    [
+        (Combine.intersection, {(0, 0)}),  # forward (argmax) {(0, 0), (0, 1)}; reverse {(0, 0), (1, 1)}
+        (Combine.union, {(0, 0), (0, 1), (1, 1)}),
+        (Combine.grow_diag_final_and, {(0, 0), (0, 1), (1, 1)}),
+    ],
+)
+def test_a_reverse_model_is_the_second_direction(combine, links):
+    forward = extract_links(TWO_TO_ONE, [0, 1], [0, 1], ExtractionConfig())
+    assert combined(forward, REVERSE, ExtractionConfig(combine=combine)) == links
