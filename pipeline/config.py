@@ -264,7 +264,7 @@ class ExtractionConfig:
 
     shift: bool = False
     source_merge: SourceMerge = SourceMerge.sum
-    rule: LinkRule = LinkRule.argmax
+    rule: LinkRule = LinkRule.grow_diag_final_and
     threshold: float = in_half_open_unit(0.3)
     combine: Combine = Combine.grow_diag_final_and
 

@@ -74,11 +74,12 @@ def test_gold_gives_aer_against_the_diagonal_baseline(trained, tmp_path):
         f"gold={gold}",
         "num=1",
         f"out={out}",
+        "extraction.rule=argmax",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     aer = json.loads((out / "aer.json").read_text())
     assert aer["sentences"] == 2 and aer["target"] == "ref"
-    assert aer["model"]["links"] == 4 + 7  # one link per reference word
+    assert aer["model"]["links"] == 4 + 7  # argmax: one link per reference word
     assert 0.0 <= aer["model"]["aer"] <= 1.0
     # the diagonal baseline hits every sure link of these monotone sentences but one
     assert aer["diagonal_baseline"]["aer"] < 0.2
@@ -179,7 +180,7 @@ def test_a_reverse_model_gives_the_second_direction(trained, trained_reverse, tm
         out = tmp_path / combine
         proc = run(
             "align", f"checkpoint={trained['ckpt']}", f"reverse_checkpoint={trained_reverse}", *gold,
-            f"extraction.combine={combine}", "num=1", f"out={out}",
+            f"extraction.combine={combine}", "extraction.rule=argmax", "num=1", f"out={out}",
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs[combine] = json.loads((out / "aer.json").read_text())

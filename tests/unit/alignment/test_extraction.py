@@ -20,8 +20,8 @@ ONE_PIECE_EACH = [0, 1, 2]
 def test_row_i_is_word_i_and_shift_takes_row_i_plus_one():
     # rows point one word late: row i+1 looks at source word i (the model looked after writing y_i)
     w = attention([[0.1, 0.1, 0.7, 0.1], [0.8, 0.1, 0.0, 0.1], [0.1, 0.8, 0.0, 0.1], [0.0, 0.1, 0.8, 0.1]])
-    plain = extract_links(w, ONE_PIECE_EACH, ONE_PIECE_EACH, ExtractionConfig())
-    shifted = extract_links(w, ONE_PIECE_EACH, ONE_PIECE_EACH, ExtractionConfig(shift=True))
+    plain = extract_links(w, ONE_PIECE_EACH, ONE_PIECE_EACH, ExtractionConfig(rule=LinkRule.argmax))
+    shifted = extract_links(w, ONE_PIECE_EACH, ONE_PIECE_EACH, ExtractionConfig(shift=True, rule=LinkRule.argmax))
     assert plain == {(2, 0), (0, 1), (1, 2)}
     assert shifted == {(0, 0), (1, 1), (2, 2)}
 
@@ -37,8 +37,10 @@ def test_source_merge_sum_favours_a_word_split_into_pieces_and_mean_does_not():
     # source: word 0 in three pieces of 0.2 each, word 1 in one piece of 0.4
     w = attention([[0.2, 0.2, 0.2, 0.4, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
     src_word_of = [0, 0, 0, 1]
-    assert extract_links(w, src_word_of, [0], ExtractionConfig(source_merge=SourceMerge.sum)) == {(0, 0)}
-    assert extract_links(w, src_word_of, [0], ExtractionConfig(source_merge=SourceMerge.mean)) == {(1, 0)}
+    by_sum = ExtractionConfig(source_merge=SourceMerge.sum, rule=LinkRule.argmax)
+    by_mean = ExtractionConfig(source_merge=SourceMerge.mean, rule=LinkRule.argmax)
+    assert extract_links(w, src_word_of, [0], by_sum) == {(0, 0)}
+    assert extract_links(w, src_word_of, [0], by_mean) == {(1, 0)}
 
 
 def test_target_pieces_of_one_word_are_averaged_into_one_row():
@@ -82,5 +84,5 @@ REVERSE = np.asarray([[0.9, 0.1], [0.2, 0.8]])
     ],
 )
 def test_a_reverse_model_is_the_second_direction(combine, links):
-    forward = extract_links(TWO_TO_ONE, [0, 1], [0, 1], ExtractionConfig())
-    assert combined(forward, REVERSE, ExtractionConfig(combine=combine)) == links
+    forward = extract_links(TWO_TO_ONE, [0, 1], [0, 1], ExtractionConfig(rule=LinkRule.argmax))
+    assert combined(forward, REVERSE, ExtractionConfig(rule=LinkRule.argmax, combine=combine)) == links
