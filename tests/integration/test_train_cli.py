@@ -70,8 +70,14 @@ def test_guided_alignment_computes_the_links_once_and_logs_its_loss(tmp_path):
     guided_losses = [r["guided_loss"] for r in records if r["kind"] == "train"]
     assert guided_losses and all(v > 0 for v in guided_losses)
     mtime = cached[0].stat().st_mtime_ns
-    second = run_train(tmp_path, *guided, f"run_dir={tmp_path / 'b'}")  # a new run on the same data
-    assert second.returncode == 0, second.stderr[-2000:]
+    data = tmp_path / "m30k"
+    again = subprocess.run(  # prepare of the same data and settings, as compare.sh runs it
+        [sys.executable, "-m", "pipeline.prepare", f"data.local_dir={data}", f"data.cache_dir={tmp_path / 'cache'}",
+         *TINY_OVERRIDES, *guided],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "guided-alignment links of train:" in again.stdout and "(reused)" in again.stdout
     assert cached[0].stat().st_mtime_ns == mtime  # read from the cache, not aligned again
 
 
