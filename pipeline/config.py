@@ -138,6 +138,12 @@ class GuidedAlignmentConfig:
 
 
 @dataclass
+class EmaConfig:
+    decay: float = fraction(0.0)
+    validate: bool = True
+
+
+@dataclass
 class TrainConfig:
     seed: int = 1234
     device: str = "auto"
@@ -158,7 +164,7 @@ class TrainConfig:
     log_every: int = at_least(50, 1)
     checkpoint_every: int = at_least(0, 0)
     early_stop_patience: int = at_least(5, 0)
-    keep_last: int = at_least(3, 1)
+    keep_checkpoints: int = at_least(3, 1)
     max_bad_steps: int = at_least(20, 1)
     accum_steps: int = at_least(1, 1)
     dist_timeout_minutes: float = positive(30.0)
@@ -167,6 +173,7 @@ class TrainConfig:
     keep_freed_memory: bool = True
     onednn_cache: int = at_least(16384, 1)
     guided_alignment: GuidedAlignmentConfig = field(default_factory=GuidedAlignmentConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
 
 
 @dataclass
@@ -181,6 +188,12 @@ class TrainAppConfig:
     experiment: Optional[str] = None
 
 
+class Weights(str, Enum):
+    auto = "auto"  # the ones the checkpoint's validation used (its EMA weights with train.ema.validate)
+    model = "model"  # the trained weights
+    ema = "ema"  # their exponential moving average (train.ema.decay)
+
+
 @dataclass
 class RunCheckpointConfig:
     """Where and how evaluate, translate and align run a checkpoint (conf/runtime/default.yaml)."""
@@ -189,16 +202,22 @@ class RunCheckpointConfig:
     threads: Optional[int] = at_least(None, 1)
     precision: Precision = Precision.fp32
     impl: Impl = Impl.auto
+    weights: Weights = Weights.auto
 
 
 class Split(str, Enum):
     val = "val"
-    test = "test"
+    test = "test"  # the corpus's test split (Multi30k: test_2016_flickr)
+    # Multi30k's later test sets, read from the same raw folder when their files are there (other
+    # corpora: data.files.<name> or data.hub_splits.<name>); no run is tuned on them
+    test_2017_flickr = "test_2017_flickr"
+    test_2017_mscoco = "test_2017_mscoco"
+    test_2018_flickr = "test_2018_flickr"
 
 
 @dataclass
 class EvaluateAppConfig(RunCheckpointConfig):
-    checkpoint: str = MISSING
+    checkpoint: Any = MISSING  # a path, or a list of paths: an ensemble
     split: Split = Split.test
     src_file: Optional[str] = None
     ref_file: Optional[str] = None
@@ -211,7 +230,7 @@ class EvaluateAppConfig(RunCheckpointConfig):
 
 @dataclass
 class TranslateAppConfig(RunCheckpointConfig):
-    checkpoint: str = MISSING
+    checkpoint: Any = MISSING  # a path, or a list of paths: an ensemble
     input: Optional[str] = None
     decode: DecodeConfig = MISSING
 
@@ -275,7 +294,7 @@ class AlignAppConfig(RunCheckpointConfig):
     eflomal: EflomalConfig = field(default_factory=EflomalConfig)
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    checkpoint: Optional[str] = None
+    checkpoint: Optional[Any] = None  # a path, or a list of paths: an ensemble (its mean attention)
     reverse_checkpoint: Optional[str] = None
     split: Split = Split.test
     src_file: Optional[str] = None
@@ -292,10 +311,19 @@ class AlignAppConfig(RunCheckpointConfig):
 
 
 @dataclass
+class AverageAppConfig:
+    run_dir: str = MISSING
+    last: Optional[int] = None
+    best: Optional[int] = None
+    out: Optional[str] = None
+
+
+@dataclass
 class ReportAppConfig:
     runs: list[str] = MISSING
     out: Optional[str] = None
     split: Split = Split.test
+    test_sets: Optional[list[Split]] = None
     decode: DecodeConfig = MISSING
     n_bootstrap: int = at_least(1000, 1)
     examples: int = at_least(5, 0)
@@ -311,6 +339,7 @@ def register_configs() -> None:
     cs.store(name="translate_schema", node=TranslateAppConfig)
     cs.store(name="align_schema", node=AlignAppConfig)
     cs.store(name="report_schema", node=ReportAppConfig)
+    cs.store(name="average_schema", node=AverageAppConfig)
     for group, node in [
         ("data", DataConfig),
         ("tokenizer", TokenizerConfig),
@@ -343,6 +372,7 @@ def as_plain_dict(obj: Any) -> dict[str, Any]:
 
 __all__: list[str] = [
     "AlignAppConfig",
+    "AverageAppConfig",
     "AlignTarget",
     "ImageFormat",
     "Level",

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Attention vs no attention, end to end, on the default corpus (Multi30k de->en):
 #
-#   scripts/compare.sh [quick|full|variants] [--models a,b,...] [--seeds 1,2,3] [--out DIR] [--gold DIR|none]
-#                      [--guided W] [Hydra overrides]
+#   scripts/compare.sh [quick|full|variants] [--models a,b,...] [--seeds 1,2,3 | seeds=N] [--out DIR]
+#                      [--gold DIR|none] [--guided W] [--average N] [--ema D] [Hydra overrides]
 #
 # 1. prepares the data; 2. trains the models (default bahdanau,baseline; the variants preset:
 # baseline,bahdanau,dot,general,scaled_dot, i.e. every attention score of conf/model/) with one
@@ -14,6 +14,12 @@
 # ../shared/data/alignment beside the repo when it exists; a failed AER only warns), with eflomal
 # beside the first attention run of each set as the yardstick (pipeline.align method=both); 5. writes
 # the report (DIR/report/report.html).
+# Beside the main rows: every further Multi30k test set found (test_2017_flickr, ...) is evaluated
+# too; --average N averages each run's last N checkpoints (pipeline.average) and --ema D keeps an
+# EMA of the weights (train.ema.decay=D, validation still on the trained weights, so training is
+# unchanged), each evaluated on test; with two seeds or more, each model's first two seeds are also
+# decoded as an ensemble.  seeds=N trains N seeds per arm (1234, 1235, ...) and turns on
+# --average 5 and --ema 0.9999 unless given.
 # Everything goes under DIR (default runs/<preset>/).  Running it again resumes unfinished
 # training and reuses finished runs, evaluations and exports.
 set -euo pipefail
@@ -27,6 +33,9 @@ models=bahdanau,baseline
 seeds=""
 gold=""
 guided=""
+average=""
+ema=""
+extras=""  # seeds=N: also --average 5 --ema 0.9999 unless given
 overrides=()
 decode_overrides=()  # decode.* settings (e.g. decode.max_len) also apply to evaluation and alignment
 while [ $# -gt 0 ]; do
@@ -36,6 +45,10 @@ while [ $# -gt 0 ]; do
     --models) models=$2; shift 2 ;;
     --gold) gold=$2; shift 2 ;;
     --guided) guided=$2; shift 2 ;;
+    --average) average=$2; shift 2 ;;
+    --ema) ema=$2; shift 2 ;;
+    seeds=*) n=${1#seeds=}; [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: $1: give seeds=N with N >= 1" >&2; exit 2; }
+             seeds=$(seq -s, 1234 $((1233 + n))); extras=1; shift ;;
     decode.*) overrides+=("$1"); decode_overrides+=("$1"); shift ;;
     *) overrides+=("$1"); shift ;;
   esac
@@ -45,6 +58,10 @@ if [ -z "$gold" ]; then
 elif [ "$gold" != none ]; then  # like --out, relative to the repository root
   [ -d "$gold" ] || { echo "error: --gold $gold is not a folder; give the folder of NAME-L1-L2/ gold sets, or --gold none" >&2; exit 2; }
 fi
+if [ -n "$extras" ]; then average=${average:-5}; ema=${ema:-0.9999}; fi
+train_extras=()  # neither changes what is trained: more step files kept, an EMA carried beside
+[ -n "$average" ] && train_extras+=("train.keep_checkpoints=$(( average > 3 ? average : 3 ))")
+[ -n "$ema" ] && train_extras+=("train.ema.decay=$ema" "train.ema.validate=false")
 if [ -n "$seeds" ]; then
   sweep=("train.seed=$seeds" "run_dir=$out/\${model.name}-seed\${train.seed}")
 else
@@ -57,11 +74,11 @@ echo "== 1/5 prepare data (cached after the first run)"
 "$PY" -m pipeline.prepare "experiment=$preset" "${prepare_guided[@]}" "${overrides[@]}"
 
 echo "== 2/5 train $models: identical data, tokenizer, budget and seed"
-"$PY" -m pipeline.train -m "experiment=$preset" "model=$models" "${sweep[@]}" "${overrides[@]}"
+"$PY" -m pipeline.train -m "experiment=$preset" "model=$models" "${sweep[@]}" "${train_extras[@]}" "${overrides[@]}"
 if [ -n "$guided" ]; then
   echo "   and bahdanau_guided: RNNsearch with train.guided_alignment.weight=$guided"
   "$PY" -m pipeline.train -m "experiment=$preset" model=bahdanau model.name=bahdanau_guided \
-    "train.guided_alignment.weight=$guided" "${sweep[@]}" "${overrides[@]}"
+    "train.guided_alignment.weight=$guided" "${sweep[@]}" "${train_extras[@]}" "${overrides[@]}"
 fi
 
 runs=()
@@ -91,6 +108,42 @@ up_to_date() {  # $1 was written after the run's best checkpoint
   fi
   return 1
 }
+
+beam_tag=beam5-lp0.6
+config_value() {  # $1: run dir, $2: key, $3: section of its config.yaml (default data)
+  "$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])' "$1/config.yaml" "${3:-data}" "$2"
+}
+echo "   further test sets, averaged checkpoints, EMA weights and ensembles (beam-5, as the report)"
+declare -A seeds_of=()  # model name -> its runs' best checkpoints, comma-separated
+for run in "${runs[@]}"; do
+  for split in $("$PY" -c 'import sys, yaml
+from pipeline.config import DataConfig, to_object
+from pipeline.data.corpus import available_test_sets
+print(" ".join(available_test_sets(to_object(yaml.safe_load(open(sys.argv[1]))["data"], DataConfig))[1:]))' "$run/config.yaml"); do
+    up_to_date "$run/eval/$split.$beam_tag.json" "$run" ||
+      "$PY" -m pipeline.evaluate "checkpoint=$run/checkpoints/best.pt" "split=$split" decode=beam "${decode_overrides[@]}"
+  done
+  if [ -n "$average" ]; then
+    avg="$run/checkpoints/average-last$average.pt"
+    if ! up_to_date "$run/eval/test.$beam_tag.average-last$average.json" "$run"; then
+      "$PY" -m pipeline.average "run_dir=$run" "last=$average" &&
+        "$PY" -m pipeline.evaluate "checkpoint=$avg" split=test decode=beam "${decode_overrides[@]}"
+    fi
+  fi
+  if [ -n "$ema" ]; then
+    up_to_date "$run/eval/test.$beam_tag.ema.json" "$run" ||
+      "$PY" -m pipeline.evaluate "checkpoint=$run/checkpoints/last.pt" weights=ema split=test decode=beam "${decode_overrides[@]}"
+  fi
+  name=$(config_value "$run" name model)
+  seeds_of[$name]="${seeds_of[$name]:+${seeds_of[$name]},}$run/checkpoints/best.pt"
+done
+for name in "${!seeds_of[@]}"; do
+  IFS=, read -r -a members <<< "${seeds_of[$name]}"
+  [ "${#members[@]}" -ge 2 ] || continue
+  first=$(dirname "$(dirname "${members[0]}")")
+  up_to_date "$first/eval/test.$beam_tag.ensemble2.json" "$first" ||
+    "$PY" -m pipeline.evaluate "checkpoint=[${members[0]},${members[1]}]" split=test decode=beam "${decode_overrides[@]}"
+done
 
 echo "== 4/5 alignments of 20 test sentences and AER on gold alignments (attention models)"
 yardstick=" "  # gold sets that eflomal has scored already (once per set: it does not depend on the model)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tinydata import REPO
 
-# the key that sets torch's threads, per command (report and prepare do no tensor work)
-THREADS_KEY = {"report": None, "prepare": None, "train": "train.threads"}
+# the key that sets torch's threads, per command (report, prepare and average do no tensor work)
+THREADS_KEY = {"report": None, "prepare": None, "average": None, "train": "train.threads"}
 
 
 def run(module: str, *args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -55,7 +55,7 @@ from pipeline.config import (
     to_object,
 )
 from pipeline.data.batching import collate
-from pipeline.decoding.translate import load_model, translate_texts
+from pipeline.decoding.translate import checkpoint_names, checkpoint_paths, checkpoint_tag, load_model, translate_texts
 from pipeline.errors import UserError
 from pipeline.evaluation.evaluate import decode_tag, read_inputs
 from pipeline.files import write_atomic
@@ -201,10 +201,10 @@ def reverse_attention(cfg: AlignAppConfig, srcs: list[str], refs: list[str]) -> 
     """The reverse model's attention when it force-decodes each source from its reference."""
     if _target(cfg, refs) is not AlignTarget.ref:
         raise UserError("reverse_checkpoint force-decodes the source from the reference: it needs target=ref")
-    restored = load_model(cfg.reverse_checkpoint, cfg.device, cfg.threads, cfg.impl)  # type: ignore[arg-type]
+    restored = load_model(cfg.reverse_checkpoint, cfg.device, cfg.threads, cfg.impl, weights=cfg.weights)  # type: ignore[arg-type]
     if not restored.model.has_attention:
         raise UserError(f"reverse_checkpoint={cfg.reverse_checkpoint} is a model without attention")
-    forward = load_checkpoint(cfg.checkpoint)["config"]["data"]  # type: ignore[arg-type]
+    forward = load_checkpoint(checkpoint_paths(cfg.checkpoint)[0])["config"]["data"]
     data = restored.config["data"]
     if (data["src_lang"], data["tgt_lang"]) != (forward["tgt_lang"], forward["src_lang"]):
         raise UserError(
@@ -278,8 +278,9 @@ def align(cfg: AlignAppConfig) -> dict:
 def align_with_eflomal_only(cfg: AlignAppConfig) -> dict:
     """eflomal alone, on the checkpoint's corpus when one is given, else on ``data``."""
     if cfg.checkpoint:
-        data = to_object(load_checkpoint(cfg.checkpoint)["config"]["data"], DataConfig, "data")
-        base = Path(cfg.checkpoint).resolve().parent.parent / "align"
+        primary = checkpoint_paths(cfg.checkpoint)[0]
+        data = to_object(load_checkpoint(primary)["config"]["data"], DataConfig, "data")
+        base = Path(primary).resolve().parent.parent / "align"
     else:
         data, base = cfg.data, Path("runs/eflomal") / f"{cfg.data.src_lang}-{cfg.data.tgt_lang}"
     stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, {"data": data}, require_ref=False)
@@ -301,7 +302,7 @@ def align_attention(cfg: AlignAppConfig) -> tuple[dict, AlignInputs]:
         raise UserError(
             "align plots the attention of the float model; drop decode.quantize (int8 is for evaluate and translate)"
         )
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl)
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, weights=cfg.weights)
     if not restored.model.has_attention:
         raise UserError(
             f"{cfg.checkpoint} is a {restored.config['model']['name']} model without attention: there is nothing to "
@@ -318,12 +319,13 @@ def align_attention(cfg: AlignAppConfig) -> tuple[dict, AlignInputs]:
         aer = score_aer(aligned, cfg)
     tag = "ref" if target is AlignTarget.ref else decode_tag(cfg.decode)
     shown = "reference, forced decoding" if target is AlignTarget.ref else f"translation, {tag}"
+    tag += checkpoint_tag(restored, cfg.weights)
     out = Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "align" / f"{stem}.{tag}"
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "model": restored.config["model"]["name"],
         "step": restored.step,
-        "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        "checkpoint": checkpoint_names(cfg.checkpoint),
         "input": cfg.src_file or cfg.split.value,
         "target": target.value,
         "decode": tag,

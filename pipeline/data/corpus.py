@@ -36,6 +36,8 @@ from pipeline.errors import UserError
 
 SPLITS = ("train", "val", "test")
 MULTI30K_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+# Multi30k's later test sets (WMT 2017 and 2018 multimodal tasks), evaluated by name when present
+EXTRA_TEST_SETS = ("test_2017_flickr", "test_2017_mscoco", "test_2018_flickr")
 MULTI30K_HUB_ID = "bentrevett/multi30k"
 MULTI30K_ENV = "PIPELINE_MULTI30K_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +134,81 @@ def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     return corpus
 
 
+def load_split(cfg: DataConfig, name: str) -> datasets.Dataset:
+    """One split by name: train, val, test, or a further test set (``EXTRA_TEST_SETS``) where it exists.
+
+    Only that split is read (an evaluation need not read the training corpus).  A further
+    test set comes from the Multi30k raw folder (``NAME.{lang}[.gz]``), ``data.files.NAME``
+    or ``data.hub_splits.NAME``; a missing one is a one-line error saying where it was looked for.
+    """
+    if cfg.src_lang == cfg.tgt_lang:
+        raise UserError(f"data.src_lang and data.tgt_lang are both '{cfg.src_lang}'; choose two languages")
+    if name in SPLITS and cfg.source != Source.multi30k:
+        ds = load_corpus(cfg)[name]
+    elif cfg.source == Source.files:
+        ds = _dataset_from_files(*_pair(_named_prefix(cfg, name), cfg), cfg)
+    elif cfg.source == Source.hub:
+        ds = _load_hub_split(cfg, name)
+    else:
+        ds = _load_multi30k_split(cfg, name)
+    if len(ds) == 0:
+        raise UserError(f"the {name} split of corpus '{cfg.name}' is empty; check the data files")
+    return ds
+
+
+def available_test_sets(cfg: DataConfig) -> list[str]:
+    """``test`` and each further test set whose files (or hub split) are there for this language pair."""
+    found = ["test"]
+    for name in EXTRA_TEST_SETS:
+        try:
+            if cfg.source == Source.files:
+                _pair(_named_prefix(cfg, name), cfg)
+            elif cfg.source == Source.hub:
+                if name not in cfg.hub_splits:
+                    continue
+            else:
+                _multi30k_prefix(cfg, name)
+        except UserError:
+            continue
+        found.append(name)
+    return found
+
+
+def _named_prefix(cfg: DataConfig, name: str) -> Path:
+    prefix = cfg.files.get(name)
+    if not prefix:
+        raise UserError(
+            f"test set {name}: data.files has no prefix for it; set data.files.{name}=PATH_PREFIX "
+            f"so that PATH_PREFIX.{cfg.src_lang} and PATH_PREFIX.{cfg.tgt_lang} (or .gz) exist"
+        )
+    return Path(prefix)
+
+
+def _multi30k_prefix(cfg: DataConfig, name: str) -> Path:
+    root = find_multi30k_dir(cfg)
+    if root is None:
+        looked = ", ".join(str(p) for p in multi30k_candidates(cfg))
+        raise UserError(f"Multi30k not found locally (looked in {looked}); run scripts/fetch_multi30k.sh")
+    prefix = root / MULTI30K_FILES.get(name, name)
+    for lang in (cfg.src_lang, cfg.tgt_lang):
+        if not any(Path(f"{prefix}.{lang}{gz}").is_file() for gz in ("", ".gz")):
+            raise UserError(
+                f"test set {name} is not in {root}: no {prefix.name}.{lang}[.gz]; add the file (Multi30k's "
+                "data/task1/raw) or choose split=val|test"
+            )
+    return prefix
+
+
+def _load_multi30k_split(cfg: DataConfig, name: str) -> datasets.Dataset:
+    if name in SPLITS and find_multi30k_dir(cfg) is None:
+        return _load_multi30k(cfg)[name]  # the Hub copy of train/val/test when nothing is local
+    return _dataset_from_files(*_pair(_multi30k_prefix(cfg, name), cfg), cfg)
+
+
+def _pair(prefix: Path, cfg: DataConfig) -> tuple[Path, Path]:
+    return resolve_file(prefix, cfg.src_lang), resolve_file(prefix, cfg.tgt_lang)
+
+
 # ---------------------------------------------------------------- local text files
 
 
@@ -210,12 +287,9 @@ def resolve_file(prefix: Path, lang: str) -> Path:
 
 
 def _load_local(layout: dict[str, Path], cfg: DataConfig) -> datasets.DatasetDict:
-    out = {}
-    for split, prefix in layout.items():
-        src = resolve_file(prefix, cfg.src_lang)
-        tgt = resolve_file(prefix, cfg.tgt_lang)
-        out[split] = _dataset_from_files(src, tgt, cfg)
-    return datasets.DatasetDict(out)
+    return datasets.DatasetDict(
+        {split: _dataset_from_files(*_pair(prefix, cfg), cfg) for split, prefix in layout.items()}
+    )
 
 
 def _file_identity(path: Path) -> tuple[str, int, int]:
@@ -249,15 +323,31 @@ def _dataset_from_files(src: Path, tgt: Path, cfg: DataConfig) -> datasets.Datas
 
 
 def _load_hub(cfg: DataConfig) -> datasets.DatasetDict:  # pragma: no cover - needs network
+    return normalise_hub(_hub_raw(cfg), cfg)
+
+
+def _hub_raw(cfg: DataConfig) -> datasets.DatasetDict:  # pragma: no cover - needs network
     if not cfg.hub_id:
         raise UserError("data.source=hub needs data.hub_id (e.g. bentrevett/multi30k or wmt14)")
     try:
-        raw = datasets.load_dataset(cfg.hub_id, cfg.hub_config, cache_dir=str(Path(cfg.cache_dir) / "hub"))
+        return datasets.load_dataset(cfg.hub_id, cfg.hub_config, cache_dir=str(Path(cfg.cache_dir) / "hub"))
     except Exception as err:  # network, auth, unknown id: all user-fixable
         raise UserError(
             f"could not load '{cfg.hub_id}' from the Hugging Face Hub: {str(err).splitlines()[0]}"
         ) from None
-    return normalise_hub(raw, cfg)
+
+
+def _load_hub_split(cfg: DataConfig, name: str) -> datasets.Dataset:  # pragma: no cover - needs network
+    if name in SPLITS:
+        return _load_hub(cfg)[name]
+    if name not in cfg.hub_splits:
+        raise UserError(f"test set {name}: set data.hub_splits.{name} to the name of that split in {cfg.hub_id}")
+    raw = _hub_raw(cfg)
+    if cfg.hub_splits[name] not in raw:
+        raise UserError(
+            f"split '{cfg.hub_splits[name]}' not in {cfg.hub_id} (has: {', '.join(raw)}); set data.hub_splits.{name}"
+        )
+    return normalise_columns(raw[cfg.hub_splits[name]], cfg)
 
 
 def normalise_hub(raw: datasets.DatasetDict, cfg: DataConfig) -> datasets.DatasetDict:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
 from pipeline.config import DecodeConfig, Precision, Quantize, TranslateAppConfig
 from pipeline.data.textfile import read_lines
+from pipeline.decoding.ensemble import Ensemble
 from pipeline.decoding.search import Hypothesis, decode_sequences
 from pipeline.errors import UserError
 from pipeline.fast.quantize import quantize_int8
@@ -35,22 +38,85 @@ class Translations:
     seconds: float  # decoding time (encode + search + detokenize)
 
 
+def checkpoint_paths(checkpoint: str | Sequence[str]) -> list[str]:
+    """``checkpoint=PATH`` or ``checkpoint=[A,B,...]`` (an ensemble) as a list of paths."""
+    paths = [checkpoint] if isinstance(checkpoint, str) else [str(p) for p in checkpoint]
+    if not paths:
+        raise UserError("checkpoint=[] is empty; give one checkpoint, or a list of them for an ensemble")
+    return paths
+
+
 def load_model(
-    checkpoint: str,
+    checkpoint: str | Sequence[str],
     device: str,
     threads: int | None,
     impl: Impl | str = Impl.auto,
     quantize: Quantize | str = Quantize.none,
+    weights: str = "auto",
 ) -> Restored:
     """The checkpoint's model and tokenizer on the requested device, with the threads and ``impl`` asked
-    for; with ``quantize=int8`` its Linear layers and RNN cells in int8 (pipeline/fast/quantize.py)."""
+    for; with ``quantize=int8`` its Linear layers and RNN cells in int8 (pipeline/fast/quantize.py).
+
+    A list of checkpoints gives an :class:`~pipeline.decoding.ensemble.Ensemble` (their tokenizers
+    must be the same); the returned metadata are the first member's, and ``members`` holds each.
+    """
     if threads:
         torch.set_num_threads(threads)
-    restored = restore(checkpoint, resolve_device(device), impl)
+    paths = checkpoint_paths(checkpoint)
+    members = [_load_one(path, resolve_device(device), impl, quantize, weights) for path in paths]
+    if len(members) == 1:
+        return members[0]
+    for member in members[1:]:
+        check_same_vocabulary(members[0], member)
+    return replace(members[0], model=Ensemble([m.model for m in members]), members=members)
+
+
+def _load_one(path: str, device: torch.device, impl: Impl | str, quantize: Quantize | str, weights: str) -> Restored:
+    restored = restore(path, device, impl, weights)
     if Quantize(quantize) is Quantize.int8:
         names = quantize_int8(restored.model, restored.device)
         log.info("decode.quantize=int8: %d modules in int8 (%s)", len(names), ", ".join(names))
     return restored
+
+
+def checkpoint_tag(restored: Restored, weights: str = "auto") -> str:
+    """What to add to a result's name so that no other checkpoint's or weights' results are overwritten:
+    ``.ensemble2``, ``.average-last5`` (an averaged checkpoint's file name), ``.ema``/``.model`` when
+    the weights were chosen explicitly; "" for a plain checkpoint with its own weights."""
+    tag = f".ensemble{len(restored.members)}" if restored.members else ""
+    if not restored.members and restored.averaged is not None:
+        tag += f".{restored.path.stem}"
+    weights = getattr(weights, "value", weights)
+    return tag + ("" if weights == "auto" else f".{weights}")
+
+
+def checkpoint_names(checkpoint: str | Sequence[str]) -> str | list[str]:
+    """The resolved path (or, for an ensemble, paths) of ``checkpoint``, for result files."""
+    paths = [str(Path(p).resolve()) for p in checkpoint_paths(checkpoint)]
+    return paths[0] if len(paths) == 1 else paths
+
+
+def check_same_vocabulary(first: Restored, other: Restored) -> None:
+    """Ensemble members must read and write the same pieces: same language pair and sentencepiece models."""
+    for key in ("src_lang", "tgt_lang"):
+        a, b = first.config["data"].get(key), other.config["data"].get(key)
+        if a != b:
+            raise UserError(
+                f"checkpoint {other.path} translates with data.{key}={b}, {first.path} with {a}; "
+                "ensemble checkpoints of one language pair"
+            )
+    for side in ("src", "tgt"):
+        a, b = getattr(first.tokenizer, side), getattr(other.tokenizer, side)
+        if len(a) != len(b):
+            raise UserError(
+                f"checkpoint {other.path} has a {side} vocabulary of {len(b)} pieces, {first.path} one of {len(a)}; "
+                "ensemble checkpoints trained with the same tokenizer (same data and tokenizer.* settings)"
+            )
+        if a.model_bytes != b.model_bytes:
+            raise UserError(
+                f"checkpoint {other.path} has another {side} sentencepiece model than {first.path} (same size, "
+                "other pieces); ensemble checkpoints trained with the same tokenizer (same data and settings)"
+            )
 
 
 def decode_in_bf16(precision: Precision | str, quantize: Quantize | str, device: torch.device) -> bool:
@@ -80,7 +146,7 @@ def translate_texts(restored: Restored, texts: list[str], cfg: DecodeConfig, bf1
 def translate(cfg: TranslateAppConfig) -> None:
     """Read sentences from ``cfg.input`` or stdin, write translations to stdout."""
     texts = read_lines(cfg.input) if cfg.input else [line.rstrip("\r\n") for line in sys.stdin]
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize)
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize, cfg.weights)
     bf16 = decode_in_bf16(cfg.precision, cfg.decode.quantize, restored.device)
     result = translate_texts(restored, texts, cfg.decode, bf16)
     sys.stdout.write("".join(f"{t}\n" for t in result.texts))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Quantize, Split, Strategy, to_object
 from pipeline.data.textfile import read_lines
-from pipeline.decoding.translate import decode_in_bf16, load_model, translate_texts
+from pipeline.decoding.translate import checkpoint_names, checkpoint_tag, decode_in_bf16, load_model, translate_texts
 from pipeline.errors import UserError
 from pipeline.evaluation.metrics import score_corpus
 from pipeline.files import write_atomic
@@ -105,10 +105,10 @@ def read_inputs(
             )
         stem = Path(src_file).name.removesuffix(".gz")
     else:
-        from pipeline.data.corpus import load_corpus  # imports datasets (~0.6 s): only for a named split
+        from pipeline.data.corpus import load_split  # imports datasets (~0.6 s): only for a named split
 
-        corpus = load_corpus(to_object(run_config["data"], DataConfig))[split.value]
-        srcs, refs, stem = list(corpus["src"]), list(corpus["tgt"]), split.value
+        corpus = load_split(to_object(run_config["data"], DataConfig), Split(split).value)
+        srcs, refs, stem = list(corpus["src"]), list(corpus["tgt"]), Split(split).value
     if not srcs:
         raise UserError(f"{src_file or split.value} is empty; nothing to do")
     return stem, srcs, refs
@@ -116,7 +116,7 @@ def read_inputs(
 
 def evaluate(cfg: EvaluateAppConfig) -> dict:
     """Decode and score; returns the JSON written to ``out/NAME.json``."""
-    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize)
+    restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize, cfg.weights)
     stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
     assert refs is not None
     bf16 = decode_in_bf16(cfg.precision, cfg.decode.quantize, restored.device)
@@ -133,7 +133,9 @@ def evaluate(cfg: EvaluateAppConfig) -> dict:
         "n_sentences": len(srcs),
         "decode": {k: v.value if hasattr(v, "value") else v for k, v in vars(cfg.decode).items()},
         "sentences_per_second": len(srcs) / max(result.seconds, 1e-9),
-        "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        "checkpoint": checkpoint_names(cfg.checkpoint),
+        "weights": restored.weights,
+        "averaged": restored.averaged,
         "step": restored.step,
         "model": restored.config["model"]["name"],
         "input": cfg.src_file or cfg.split.value,
@@ -141,7 +143,7 @@ def evaluate(cfg: EvaluateAppConfig) -> dict:
     }
     out = Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{stem}.{decode_tag(cfg.decode)}"
+    name = f"{stem}.{decode_tag(cfg.decode)}{checkpoint_tag(restored, cfg.weights)}"
     write_atomic(out / f"{name}.hyp.txt", "".join(f"{t}\n" for t in result.texts))
     write_atomic(out / f"{name}.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     report["files"] = [str(out / f"{name}.json"), str(out / f"{name}.hyp.txt")]

@@ -72,6 +72,64 @@ def alignment_rows(comparison: dict) -> list[list[str]] | None:
     return rows
 
 
+def variant_rows(comparison: dict) -> list[list[str]] | None:
+    """One row per system decoded by other weights (average, EMA, ensemble), against its single model."""
+    variants = comparison.get("variants") or {}
+    if not variants:
+        return None
+    rows = [["system", "weights", "BLEU", "chrF", "Δ BLEU", "p (BLEU) vs single", "decoding time × single"]]
+    for name, found in variants.items():
+        for v in found:
+            cost, p = v.get("decode_time_vs_single"), v.get("p_value_vs_single")
+            rows.append(
+                [
+                    name,
+                    v["label"],
+                    _pm(v["bleu"], v.get("bleu_ci95")),
+                    f"{v['chrf']:.2f}",
+                    "–" if p is None else f"{v['delta_bleu']:+.2f}",
+                    "–" if p is None else f"{p:.4f}",
+                    "–" if cost is None else f"{cost:.2f}",
+                ]
+            )
+    return rows
+
+
+VARIANT_NOTE = (
+    "The same system decoded with other weights: the mean of its last (or best) checkpoints "
+    "(pipeline.average), the moving average of its weights (train.ema), or an ensemble of runs "
+    "(checkpoint=[A,B]: the mean of their log-probabilities per step). Each is compared with the "
+    "single model, the system's first run as in the table above, by paired bootstrap resampling; "
+    "decoding time is measured by each evaluation on its own (a ratio from separate processes)."
+)
+
+
+def test_set_rows(comparison: dict) -> list[list[str]] | None:
+    """One row per test set found: each system's BLEU (chrF), the mean over its seeds; None for the test set only."""
+    sets = comparison.get("test_sets") or {}
+    if len(sets) < 2:
+        return None
+    names = list(comparison["systems"])
+    rows = [["test set", "sentences"] + [f"{n}: BLEU (chrF)" for n in names]]
+    for name, by_system in sets.items():
+        first = next(iter(by_system.values()))
+        cells = [
+            "–"
+            if n not in by_system
+            else f"{_pm(by_system[n]['bleu'], by_system[n].get('bleu_ci95'))} ({by_system[n]['chrf']:.1f})"
+            for n in names
+        ]
+        rows.append([name, str(first["n_sentences"])] + cells)
+    return rows
+
+
+TEST_SET_NOTE = (
+    "Every Multi30k test set found beside the corpus (report.test_sets to choose), decoded as above. "
+    "Only the first (test, i.e. test_2016_flickr) was seen while this pipeline's settings were chosen; "
+    "the later ones measure the comparison on data no run was tuned on."
+)
+
+
 ALIGNMENT_NOTE = (
     "Alignment error rate (Och & Ney 2003; lower is better) of the attention when force-decoding "
     "the reference of each human gold set, read off by align.extraction (conf/align.yaml). The "
@@ -148,9 +206,8 @@ def render_markdown(comparison: dict, examples: list[dict], gallery: dict | None
         "![validation BLEU against steps and minutes](training_curves.png)",
         "",
     ]
-    aer = alignment_rows(comparison)
-    if aer:
-        parts += ["## Alignment error rate", "", _md_table(aer), "", ALIGNMENT_NOTE, ""]
+    for title, rows, note in _optional_tables(comparison):
+        parts += [f"## {title}", "", _md_table(rows), "", note, ""]
     parts += [
         "## Examples",
         "",
@@ -181,6 +238,16 @@ def render_markdown(comparison: dict, examples: list[dict], gallery: dict | None
         "",
     ]
     return "\n".join(parts)
+
+
+def _optional_tables(comparison: dict) -> list[tuple[str, list[list[str]], str]]:
+    """(title, rows, note) of each table that has something to show."""
+    tables = [
+        ("Test sets", test_set_rows(comparison), TEST_SET_NOTE),
+        ("Checkpoint averaging, EMA and ensembles", variant_rows(comparison), VARIANT_NOTE),
+        ("Alignment error rate", alignment_rows(comparison), ALIGNMENT_NOTE),
+    ]
+    return [(title, rows, note) for title, rows, note in tables if rows]
 
 
 def _manifest_summary(comparison: dict) -> dict:
@@ -229,8 +296,10 @@ def render_html(
         json.dumps({k: v["config"] for k, v in comparison["manifest"].items()}, indent=2, ensure_ascii=False)
     )
     systems = " ".join(f'<span class="system">{html.escape(k)}</span>' for k in comparison["systems"])
-    aer = alignment_rows(comparison)
-    aer_html = f"<h2>Alignment error rate</h2>{_html_table(aer)}<p>{html.escape(ALIGNMENT_NOTE)}</p>" if aer else ""
+    optional_html = "".join(
+        f"<h2>{html.escape(title)}</h2>{_html_table(rows)}<p>{html.escape(note)}</p>"
+        for title, rows, note in _optional_tables(comparison)
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(_heading(comparison))}</title><style>{_CSS}</style></head>
@@ -244,7 +313,7 @@ def render_html(
 {_html_table(length_rows(comparison))}
 <h2>Training curves</h2>
 {img("training_curves.png", "validation BLEU against steps and minutes")}
-{aer_html}
+{optional_html}
 <h2>Examples</h2>
 {"".join(ex_html)}
 {gallery_html}

@@ -23,13 +23,14 @@ from pathlib import Path
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
-from pipeline.config import ReportAppConfig
+from pipeline.config import DataConfig, ReportAppConfig, to_object
 from pipeline.data.textfile import read_lines
 from pipeline.errors import UserError
 from pipeline.evaluation.evaluate import decode_tag, read_inputs
 from pipeline.files import write_atomic
 from pipeline.reporting.plots import bleu_by_length_figure, save_figure, training_curves_figure
 from pipeline.reporting.render import render_html, render_markdown
+from pipeline.reporting.variants import test_set_scores, variant_scores
 from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.runlog import read_metrics
 
@@ -238,10 +239,18 @@ def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[
     vs_additive = None
     if additive is not None and additive != baseline and len(variants) > 1:
         vs_additive = paired_significance(variants, additive, refs, cfg.n_bootstrap)
+    tag = decode_tag(cfg.decode)
+    variants = {
+        k: found
+        for k, v in systems.items()
+        if (found := variant_scores(v[0].dir, cfg.split.value, tag, v[0].eval, v[0].hyps, refs, cfg.n_bootstrap))
+    }
     comparison = {
         "split": cfg.split.value,
-        "decode": decode_tag(cfg.decode),
+        "decode": tag,
         "systems": {k: system_entry(v) for k, v in systems.items()},
+        "variants": variants,
+        "test_sets": test_set_scores(systems, _test_set_names(cfg, runs[0]), tag, explicit=bool(cfg.test_sets)),
         "significance": significance,
         "significance_vs_additive": vs_additive,
         "by_length": {k: v[0].eval["by_length"] for k, v in systems.items()},
@@ -250,6 +259,15 @@ def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[
         "manifest": {str(r.dir): {**r.manifest, "config": r.config} for r in runs},
     }
     return comparison, systems, srcs, refs
+
+
+def _test_set_names(cfg: ReportAppConfig, run: Run) -> list[str]:
+    """``report.test_sets``, or every test set whose files are there for the runs' corpus."""
+    if cfg.test_sets:
+        return [getattr(s, "value", s) for s in cfg.test_sets]
+    from pipeline.data.corpus import available_test_sets  # imports datasets
+
+    return available_test_sets(to_object(run.config["data"], DataConfig, "data"))
 
 
 def report(cfg: ReportAppConfig) -> dict:

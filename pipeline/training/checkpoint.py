@@ -6,8 +6,12 @@ It carries everything needed to resume exactly (see :mod:`pipeline.training.trai
 everything needed to translate with it alone: the model config, the weights and
 the sentencepiece model bytes.
 
-Files in ``run_dir/checkpoints/``: ``step-00000500.pt`` (the last ``train.keep_last``
-are kept), ``last.pt`` and ``best.pt``.  ``last.pt``/``best.pt`` are hard links to a
+Files in ``run_dir/checkpoints/``: ``step-00000500.pt`` (the last ``train.keep_checkpoints``
+are kept), ``last.pt`` and ``best.pt``, and the averages ``pipeline.average`` writes
+(``average-last5.pt``...).  Weights: ``model`` holds the trained parameters (what a resumed run
+continues from); with ``train.ema.decay`` also ``ema``, their moving average, and
+``decode_weights`` names the ones validation used, which every decoding command loads by
+default.  ``last.pt``/``best.pt`` are hard links to a
 step file where the filesystem allows it (no second copy on disk), else copies, and
 every name is switched with ``os.replace``, so a crash at any point leaves either the
 old or the new complete file, never a torn one.
@@ -20,7 +24,7 @@ import os
 import pickle
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +157,9 @@ class Restored:
     step: int
     path: Path
     implementations: Implementations  # which implementation each module runs (model.impl)
+    weights: str = "model"  # which weights it holds: model (as trained) or ema (their moving average)
+    averaged: dict | None = None  # an averaged checkpoint's selection and steps (pipeline.average)
+    members: list[Restored] = field(default_factory=list)  # an ensemble's members (model is their Ensemble)
 
     @property
     def device(self) -> torch.device:
@@ -165,26 +172,58 @@ class Restored:
         return self.implementations.top_log_probs
 
 
-def model_weights(ckpt: dict, cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """The checkpoint's model weights under today's names (format 1 upgraded)."""
-    return upgrade_v1_weights(ckpt["model"], cfg) if ckpt.get("format_version") == 1 else ckpt["model"]
+def decode_weights(ckpt: dict, path: str | Path, weights: str = "auto") -> dict[str, torch.Tensor]:
+    """The weights to translate with: ``model`` (the trained ones), ``ema`` (their exponential moving
+    average, :mod:`pipeline.training.ema`), or ``auto``: the ones the checkpoint says its
+    validation used (``decode_weights``; ``model`` in a checkpoint without EMA)."""
+    weights = getattr(weights, "value", weights)
+    which = ckpt.get("decode_weights", "model") if weights == "auto" else weights
+    if which == "ema" and "ema" not in ckpt:
+        raise UserError(
+            f"checkpoint {path} holds no EMA weights (trained without train.ema.decay); use weights=auto or model"
+        )
+    if which not in ("model", "ema"):
+        raise UserError(f"weights={weights}: choose auto, model or ema")
+    return ckpt[which]
 
 
-def restore(path: str | Path, device: torch.device | str = "cpu", impl: Impl | str = Impl.auto) -> Restored:
-    """Rebuild the model (in eval mode, implementations chosen by ``impl``) and the tokenizer from one file."""
+def model_weights(
+    ckpt: dict, cfg: ModelConfig, path: str | Path = "", weights: str = "auto"
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's decoding weights (:func:`decode_weights`) under today's names (format 1 upgraded)."""
+    chosen = decode_weights(ckpt, path, weights)
+    return upgrade_v1_weights(chosen, cfg) if ckpt.get("format_version") == 1 else chosen
+
+
+def restore(
+    path: str | Path, device: torch.device | str = "cpu", impl: Impl | str = Impl.auto, weights: str = "auto"
+) -> Restored:
+    """Rebuild the model (in eval mode, implementations chosen by ``impl``, with the ``weights`` of
+    :func:`decode_weights`) and the tokenizer from one file."""
     ckpt = load_checkpoint(path)
     model_cfg = to_object(ckpt["config"]["model"], ModelConfig)
     tokenizer = Tokenizer.from_state(ckpt["tokenizer"])
     model = build_model(model_cfg, len(tokenizer.src), len(tokenizer.tgt), PAD_ID)
     try:
-        model.load_state_dict(model_weights(ckpt, model_cfg))
+        model.load_state_dict(model_weights(ckpt, model_cfg, path, weights))
     except RuntimeError as err:
         raise UserError(f"checkpoint {path} does not match its own model config ({str(err).splitlines()[0]})") from None
     device = torch.device(device)
     model = model.to(device).eval()
     implementations = accelerate(model, Impl(impl), device, model_cfg.fast_exclude)
     log.info(implementations.summary())
-    return Restored(model, tokenizer, ckpt["config"], int(ckpt.get("step", 0)), Path(path), implementations)
+    weights = getattr(weights, "value", weights)
+    which = ckpt.get("decode_weights", "model") if weights == "auto" else weights
+    return Restored(
+        model,
+        tokenizer,
+        ckpt["config"],
+        int(ckpt.get("step", 0)),
+        Path(path),
+        implementations,
+        which,
+        ckpt.get("averaged"),
+    )
 
 
 def newest_intact(ckpt_dir: Path) -> tuple[Path, dict] | None:

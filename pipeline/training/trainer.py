@@ -5,7 +5,7 @@ It writes into ``cfg.run_dir``:
 
     config.yaml        the resolved config
     tokenizer/         the sentencepiece model(s)
-    checkpoints/       step-N.pt (last ``train.keep_last``), last.pt, best.pt (best validation BLEU)
+    checkpoints/       step-N.pt (last ``train.keep_checkpoints``), last.pt, best.pt (best validation BLEU)
     tensorboard/       scalars, attention heatmaps, example translations
     metrics.jsonl      one JSON object per logged step and per validation
 
@@ -59,6 +59,7 @@ from pipeline.training.distributed import (
     shard_of,
     usable_batches,
 )
+from pipeline.training.ema import WeightAverage
 from pipeline.training.guided_alignment import guided_alignment_loss
 from pipeline.training.manifest import run_manifest
 from pipeline.training.resume import check_resumable
@@ -83,6 +84,7 @@ class Progress:
     bad_steps_in_row: int = 0
     skipped_steps: int = 0
     last_eval_step: int = -1
+    last_eval_bleu: float = -1.0  # BLEU of the validation at last_eval_step (pipeline.average best=N ranks by it)
     finished: str = ""  # why training ended ("" while it can go on)
 
 
@@ -130,6 +132,7 @@ class Trainer:
         self.trained = self._data_parallel(self.model)
         # fused: one kernel over all parameters (CPU and CUDA), ~3x faster than the per-tensor loop
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr, fused=True)
+        self.ema = WeightAverage(self.model, self.tcfg.ema.decay) if self.tcfg.ema.decay > 0 else None
         if self.main:
             self._check_free_space()
         self.schedule = PlateauWarmup(
@@ -213,18 +216,20 @@ class Trainer:
         """Refuse to start when the run_dir's disk cannot hold the checkpoints this run keeps.
 
         A checkpoint holds the parameters and Adam's two moments (3 x 4 bytes per
-        parameter); the run keeps ``keep_last`` step checkpoints, best.pt, and writes one
-        temporary copy while saving.
+        parameter, 4 more with the EMA weights); the run keeps ``keep_checkpoints`` step
+        checkpoints, best.pt, and writes one temporary copy while saving.
         """
-        per_checkpoint = 3 * 4 * self.model.num_parameters() + (1 << 20)
-        needed = (self.tcfg.keep_last + 2) * per_checkpoint
+        copies = 3 + (self.ema is not None)
+        per_checkpoint = copies * 4 * self.model.num_parameters() + (1 << 20)
+        needed = (self.tcfg.keep_checkpoints + 2) * per_checkpoint
         free = shutil.disk_usage(self.run_dir).free
         if free < needed:
             mb = 1 << 20
             raise UserError(
                 f"run_dir {self.run_dir}: only {free // mb} MB free on its disk, but this run's checkpoints need "
-                f"about {needed // mb} MB ({self.tcfg.keep_last} kept + best + one being written, "
-                f"{per_checkpoint // mb} MB each); free some space, lower train.keep_last or choose another run_dir"
+                f"about {needed // mb} MB ({self.tcfg.keep_checkpoints} kept + best + one being written, "
+                f"{per_checkpoint // mb} MB each); free some space, lower train.keep_checkpoints or choose another "
+                "run_dir"
             )
 
     def _write_run_files(self) -> None:
@@ -246,6 +251,13 @@ class Trainer:
         self.schedule.load_state_dict(ckpt["schedule"])
         self.progress = Progress(**ckpt["progress"])
         self._restore_rng(ckpt["rng"])
+        if self.ema is not None:
+            if "ema" not in ckpt:
+                raise UserError(
+                    f"{path} was trained without train.ema.decay, so it has no weight average to continue; "
+                    "resume without train.ema.decay or choose a new run_dir"
+                )
+            self.ema.load_state_dict(ckpt["ema"])
         if self.progress.finished and not self.progress.finished.startswith("early") and self._budget_left():
             self.progress.finished = ""  # a larger budget was given: go on
         if self.main:
@@ -292,13 +304,16 @@ class Trainer:
             "tokenizer": self.tokenizer.state(),
             "step": p.step,
             "params": self.model.num_parameters(),
+            "decode_weights": "ema" if self._validates_ema else "model",
         }
+        if self.ema is not None:
+            payload["ema"] = self.ema.state_dict()
         path = step_path(self.ckpt_dir, p.step)
         save_atomic(payload, path)
         point_to(path, self.ckpt_dir / "last.pt")
         if p.best_step == p.step and p.best_bleu >= 0:
             point_to(path, self.ckpt_dir / "best.pt")
-        prune_steps(self.ckpt_dir, self.tcfg.keep_last)
+        prune_steps(self.ckpt_dir, self.tcfg.keep_checkpoints)
         return path
 
     # ------------------------------------------------------------------ budgets
@@ -359,6 +374,8 @@ class Trainer:
             group["lr"] = lr
         if math.isfinite(total) and math.isfinite(grad_norm):
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.progress.step + 1)
             self.progress.bad_steps_in_row = 0
         else:
             self.optimizer.zero_grad(set_to_none=True)
@@ -393,19 +410,9 @@ class Trainer:
         p = self.progress
         if self.tcfg.keep_freed_memory and self.device.type == "cpu":
             release_free_memory()  # decoding's blocks would otherwise come on top of training's kept ones
-        res = validate(
-            self.model,
-            self.data.splits["val"],
-            self.tokenizer,
-            self.cfg.decode,
-            self.cfg.batch.max_tokens,
-            self.tcfg.eval_max_sentences,
-            self.tcfg.examples_logged,
-            self.device,
-            self.bf16,
-            self.implementations.top_log_probs,
-        )
-        p.last_eval_step = p.step
+        with self.ema.applied() if self._validates_ema else contextlib.nullcontext():
+            res = self._validation()
+        p.last_eval_step, p.last_eval_bleu = p.step, res.bleu
         improved = res.bleu > p.best_bleu
         if improved:
             p.best_bleu, p.best_step, p.evals_without_improvement = res.bleu, p.step, 0
@@ -418,6 +425,25 @@ class Trainer:
             )
         self._report_validation(res)
         return res
+
+    @property
+    def _validates_ema(self) -> bool:
+        """Validation (and so best.pt, the schedule and early stopping) scores the EMA weights."""
+        return self.ema is not None and self.tcfg.ema.validate
+
+    def _validation(self) -> ValResult:
+        return validate(
+            self.model,
+            self.data.splits["val"],
+            self.tokenizer,
+            self.cfg.decode,
+            self.cfg.batch.max_tokens,
+            self.tcfg.eval_max_sentences,
+            self.tcfg.examples_logged,
+            self.device,
+            self.bf16,
+            self.implementations.top_log_probs,
+        )
 
     def _report_validation(self, res: ValResult) -> None:
         p = self.progress

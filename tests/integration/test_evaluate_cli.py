@@ -145,3 +145,27 @@ def test_int8_decoding_writes_its_own_results_and_refuses_what_it_cannot_do(trai
     bf16 = run("translate", f"checkpoint={trained['ckpt']}", "decode.quantize=int8", "precision=bf16", stdin="x\n")
     assert_user_error(bf16, "precision=bf16", "decode.quantize")
     assert_user_error(run("align", f"checkpoint={trained['ckpt']}", "decode.quantize=int8"), "decode.quantize")
+
+
+@pytest.mark.slow
+def test_average_then_an_ensemble_with_the_baseline_evaluates_and_translates(trained, trained_baseline, tmp_path):
+    avg = tmp_path / "avg.pt"
+    proc = run("average", f"run_dir={trained['ckpt'].parent.parent}", "last=2", f"out={avg}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "averaged 2 checkpoints (last=2; steps [4, 8]" in proc.stdout
+    members = f"checkpoint=[{avg},{trained_baseline}]"
+    out = tmp_path / "eval"
+    proc = run("evaluate", members, f"src_file={trained['src']}", f"ref_file={trained['ref']}", f"out={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "src.de.greedy.ensemble2.json").read_text())
+    assert report["checkpoint"] == [str(avg.resolve()), str(trained_baseline.resolve())]
+    assert len((out / "src.de.greedy.ensemble2.hyp.txt").read_text().splitlines()) == report["n_sentences"] == 40
+    proc = run("translate", members, stdin="ein Hund .\n\nzwei Männer .\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout.splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_an_ensemble_of_other_language_pairs_is_one_line(trained, trained_reverse):
+    proc = run("translate", f"checkpoint=[{trained['ckpt']},{trained_reverse}]", stdin="ein Hund .\n")
+    assert_user_error(proc, "data.src_lang=en", "ensemble checkpoints of one language pair")

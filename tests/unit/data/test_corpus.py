@@ -15,9 +15,11 @@ from pipeline.config import DataConfig, Source
 from pipeline.data.corpus import (
     MULTI30K_ENV,
     REPO_ROOT,
+    available_test_sets,
     column_array,
     find_multi30k_dir,
     load_corpus,
+    load_split,
     normalise_columns,
     normalise_hub,
     release_mapped_pages,
@@ -189,6 +191,24 @@ def test_multi30k_local_dir(tmp_path, write_lines):
     assert corpus["val"]["tgt"][:] == [f"val {e}" for e in EN]
     # the test split is the upstream test_2016_flickr file
     assert corpus["test"]["src"][:] == [f"test_2016_flickr {d}" for d in DE]
+
+
+def test_later_test_sets_are_read_by_name_when_present_and_named_when_not(tmp_path, write_lines):
+    root = write_multi30k(tmp_path / "raw", write_lines, {"de": DE, "en": EN})
+    write_lines(root / "test_2017_flickr.de.gz", [f"2017 {d}" for d in DE])
+    write_lines(root / "test_2017_flickr.en", [f"2017 {e}" for e in EN])  # plain or gzipped
+    write_lines(root / "test_2018_flickr.de.gz", DE)  # no English side: not a test set of de-en
+    cfg = DataConfig(local_dir=str(root), cache_dir=str(tmp_path / "cache"))
+    assert available_test_sets(cfg) == ["test", "test_2017_flickr"]
+    assert load_split(cfg, "test_2017_flickr")["tgt"][:] == [f"2017 {e}" for e in EN]
+    assert load_split(cfg, "test")["src"][:] == [f"test_2016_flickr {d}" for d in DE]
+    with pytest.raises(UserError, match=r"test set test_2018_flickr is not in .*raw: no test_2018_flickr.en\[.gz\]"):
+        load_split(cfg, "test_2018_flickr")
+    files = DataConfig(source=Source.files, files={"train": str(root / "train")}, cache_dir=str(tmp_path / "c2"))
+    with pytest.raises(UserError, match="set data.files.test_2017_mscoco=PATH_PREFIX"):
+        load_split(files, "test_2017_mscoco")
+    files.files["test_2017_mscoco"] = str(root / "test_2017_flickr")
+    assert load_split(files, "test_2017_mscoco")["src"][:] == [f"2017 {d}" for d in DE]
 
 
 def test_multi30k_local_dir_fr_cs(tmp_path, write_lines):

@@ -9,6 +9,7 @@ import pytest
 
 import pipeline.reporting.report as report_module
 from pipeline.config import DecodeConfig, ReportAppConfig, Split
+from pipeline.errors import UserError
 from pipeline.reporting.report import Run, report
 
 SRCS = [" ".join(f"w{j}" for j in range(n)) for n in range(3, 15)]
@@ -95,3 +96,45 @@ def test_a_run_without_attention_stays_the_baseline_wherever_it_is_listed(tmp_pa
     assert sig["baseline"] == "baseline" and "no system without attention" not in sig["method"]
     vs_additive = comparison["significance_vs_additive"]
     assert vs_additive["baseline"] == "bahdanau" and set(vs_additive["comparisons"]) == {"dot"}
+
+
+def _write_eval(run_dir: Path, name: str, bleu: float, hyps: list[str], sps: float = 100.0) -> None:
+    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+    result = {"bleu": bleu, "bleu_ci95": 1.0, "chrf": 40.0, "ter": 50.0, "n_sentences": len(hyps)}
+    (run_dir / "eval" / f"{name}.json").write_text(json.dumps({**result, "sentences_per_second": sps}))
+    (run_dir / "eval" / f"{name}.hyp.txt").write_text("".join(f"{h}\n" for h in hyps))
+
+
+def test_later_test_sets_and_other_weights_get_rows_of_their_own(tmp_path, monkeypatch):
+    runs = {
+        "bahdanau": fake_run(tmp_path, "bahdanau", "additive", 4),
+        "baseline": fake_run(tmp_path, "baseline", None, 3),
+    }
+    for run in runs.values():
+        run.eval["sentences_per_second"] = 100.0
+        _write_eval(run.dir, "test.greedy", run.eval["bleu"], run.hyps)
+        _write_eval(run.dir, "test_2017_flickr.greedy", run.eval["bleu"] - 5, run.hyps)
+    _write_eval(runs["bahdanau"].dir, "test.greedy.ensemble2", 48.0, REFS, sps=45.0)  # perfect: significant
+    _write_eval(runs["bahdanau"].dir, "test.greedy.average-last5", 40.0, runs["bahdanau"].hyps)  # same output
+    monkeypatch.setattr(report_module, "load_run", lambda run_dir, split, tag: runs[Path(run_dir).name])
+    monkeypatch.setattr(report_module, "read_inputs", lambda *args, **kwargs: ("test", SRCS, REFS))
+    cfg = ReportAppConfig(
+        runs=[str(run.dir) for run in runs.values()],
+        out=str(tmp_path / "report"),
+        decode=DecodeConfig(),
+        n_bootstrap=50,
+        test_sets=[Split.test, Split.test_2017_flickr],
+    )
+    comparison = report(cfg)
+    assert comparison["test_sets"]["test_2017_flickr"]["baseline"]["bleu"] == 25.0
+    found = {v["variant"]: v for v in comparison["variants"]["bahdanau"]}
+    assert found["single"]["bleu"] == 40.0 and found["single"]["p_value_vs_single"] is None
+    assert found["ensemble2"]["label"] == "ensemble of 2" and found["ensemble2"]["p_value_vs_single"] < 0.05
+    assert found["ensemble2"]["decode_time_vs_single"] == pytest.approx(100 / 45)
+    assert found["average-last5"]["delta_bleu"] == 0.0 and 0 <= found["average-last5"]["p_value_vs_single"] <= 1
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Test sets" in markdown and "| test_2017_flickr | 12 |" in markdown
+    assert "average of the last 5 checkpoints" in markdown and "## Checkpoint averaging, EMA and ensembles" in markdown
+    cfg.test_sets = [Split.test_2018_flickr]
+    with pytest.raises(UserError, match="no evaluation on test_2018_flickr .* split=test_2018_flickr"):
+        report(cfg)

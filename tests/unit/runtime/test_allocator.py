@@ -21,10 +21,15 @@ def faults_of_a_step():
     del x, y
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
+def median(values):
+    return sorted(values)[len(values) // 2]
+
 plain = [faults_of_a_step() for _ in range(10)][-5:]
 took = keep_freed_memory()
 kept = [faults_of_a_step() for _ in range(10)][-5:]  # the heap grows for a few steps, then serves them all
-print(took, max(plain), max(kept))
+# medians: the kernel may reclaim a kept page now and then (seen: one step in ~15 runs faulted the
+# 12 MB tensor in again on a machine running DAMON reclaim), which is not what this test is about
+print(took, median(plain), median(kept))
 """
 
 

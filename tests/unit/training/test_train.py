@@ -10,7 +10,7 @@ import pytest
 import torch
 from tinydata import tiny_train_config, write_slice
 
-from pipeline.config import ContextType
+from pipeline.config import ContextType, EmaConfig
 from pipeline.data.batching import collate
 from pipeline.data.prepare import prepare
 from pipeline.errors import UserError
@@ -29,18 +29,21 @@ def _final_params(run_dir) -> dict:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
 
 
-@pytest.mark.parametrize("context", [ContextType.attention, ContextType.fixed])
-def test_resume_is_bit_identical(tmp_path, slice_dir, context):
-    straight = tiny_train_config(tmp_path / "a", slice_dir, context, max_steps=20)
+@pytest.mark.parametrize(("context", "ema"), [(ContextType.attention, 0.99), (ContextType.fixed, 0.0)])
+def test_resume_is_bit_identical(tmp_path, slice_dir, context, ema):
+    """Parameters, and with train.ema.decay the weight average too, equal an uninterrupted run's."""
+    straight = tiny_train_config(tmp_path / "a", slice_dir, context, max_steps=20, ema=EmaConfig(decay=ema))
     train(straight)
-    split = tiny_train_config(tmp_path / "b", slice_dir, context, max_steps=10)
+    split = tiny_train_config(tmp_path / "b", slice_dir, context, max_steps=10, ema=EmaConfig(decay=ema))
     train(split)
     assert load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["step"] == 10
     train(dataclasses.replace(split, train=dataclasses.replace(split.train, max_steps=20)))
-    a, b = _final_params(tmp_path / "a" / "run"), _final_params(tmp_path / "b" / "run")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    a, b = (load_checkpoint(tmp_path / d / "run" / "checkpoints" / "last.pt") for d in "ab")
+    assert ("ema" in a) == (ema > 0)
+    for weights in ("model", "ema") if ema else ("model",):
+        assert a[weights].keys() == b[weights].keys()
+        for key in a[weights]:
+            assert torch.equal(a[weights][key], b[weights][key]), (weights, key)
 
 
 def test_checkpoint_alone_rebuilds_the_model(tmp_path, slice_dir):
@@ -97,7 +100,7 @@ def test_full_disk_is_a_user_error_before_training(tmp_path, slice_dir, monkeypa
     cfg = tiny_train_config(tmp_path, slice_dir)
     full = shutil.disk_usage(tmp_path)._replace(free=1 << 20)  # 1 MB left
     monkeypatch.setattr("pipeline.training.trainer.shutil.disk_usage", lambda path: full)
-    with pytest.raises(UserError, match=r"only 1 MB free .* lower train.keep_last"):
+    with pytest.raises(UserError, match=r"only 1 MB free .* lower train.keep_checkpoints"):
         Trainer(cfg, data=None)
     assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
 
