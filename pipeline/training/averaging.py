@@ -22,6 +22,7 @@ import torch
 
 from pipeline.errors import UserError
 from pipeline.training.checkpoint import STEP_GLOB, decode_weights, load_checkpoint, save_atomic
+from pipeline.training.run_lock import RunLock
 from pipeline.training.runlog import read_metrics
 
 
@@ -113,6 +114,11 @@ def _check_same_model(a: dict, b: dict, path_a: Path, path_b: Path) -> None:
 def average(run_dir: str | Path, last: int | None = None, best: int | None = None, out: str | None = None) -> dict:
     """Write the averaged checkpoint; returns what it holds (``path``, ``steps``, ``bleu`` of each)."""
     run_dir = Path(run_dir)
+    with RunLock(run_dir, "average"):  # training must not prune or replace the step files meanwhile
+        return _average(run_dir, last, best, out)
+
+
+def _average(run_dir: Path, last: int | None, best: int | None, out: str | None) -> dict:
     chosen = select(candidates(run_dir), last, best, run_dir)
     newest, weights = average_weights([c.path for c in chosen])
     how = f"last={last}" if last is not None else f"best={best}"

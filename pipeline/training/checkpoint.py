@@ -19,6 +19,7 @@ old or the new complete file, never a torn one.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -50,13 +51,20 @@ def step_path(ckpt_dir: Path, step: int) -> Path:
 
 
 def save_atomic(payload: dict, path: Path) -> None:
-    """Write ``payload`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
+    """Write ``payload`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``.
+
+    The checkpoint is serialised in memory first and then written with plain file writes, so
+    that a full disk raises ``OSError`` with its errno (``torch.save`` into a file turns a failed
+    write into an opaque RuntimeError); the temp file is removed and ``path`` left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({**payload, "format_version": FORMAT_VERSION}, buffer)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save({**payload, "format_version": FORMAT_VERSION}, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

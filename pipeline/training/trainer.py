@@ -58,12 +58,14 @@ from pipeline.training.distributed import (
     init_world,
     shard_of,
     usable_batches,
+    world_from_env,
 )
 from pipeline.training.ema import WeightAverage
 from pipeline.training.guided_alignment import guided_alignment_loss
 from pipeline.training.manifest import run_manifest
 from pipeline.training.resume import check_resumable
 from pipeline.training.rng import rng_state, seed_everything, set_rng_state
+from pipeline.training.run_lock import RunLock
 from pipeline.training.runlog import RunLog
 from pipeline.training.schedule import PlateauWarmup
 from pipeline.training.signals import StopRequest
@@ -151,6 +153,7 @@ class Trainer:
         )
         self.progress = Progress()
         self.guided_loss: float | None = None  # of the last update
+        self._saved_step = 0  # the step of last.pt, once this process has written or resumed from one
         resumed = self._resume()
         if self.main:
             self._write_run_files()
@@ -250,6 +253,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.progress = Progress(**ckpt["progress"])
+        self._saved_step = self.progress.step
         self._restore_rng(ckpt["rng"])
         if self.ema is not None:
             if "ema" not in ckpt:
@@ -309,7 +313,16 @@ class Trainer:
         if self.ema is not None:
             payload["ema"] = self.ema.state_dict()
         path = step_path(self.ckpt_dir, p.step)
-        save_atomic(payload, path)
+        try:
+            save_atomic(payload, path)
+        except OSError as err:
+            last = self.ckpt_dir / "last.pt"
+            kept = f"{last} (step {self._saved_step}) is intact" if last.is_file() else "no checkpoint was written yet"
+            raise UserError(
+                f"could not write checkpoint {path} ({err.strerror or err}); {kept}; free space on that disk "
+                "(or lower train.keep_checkpoints) and run the same command again to resume from it"
+            ) from None
+        self._saved_step = p.step
         point_to(path, self.ckpt_dir / "last.pt")
         if p.best_step == p.step and p.best_bleu >= 0:
             point_to(path, self.ckpt_dir / "best.pt")
@@ -624,9 +637,13 @@ class Trainer:
 def train(cfg: TrainAppConfig, data: PreparedData | None = None) -> dict:
     """Train (or resume) the run described by ``cfg``; returns a summary.
 
-    Under ``torchrun`` every rank calls this; the process group ends with the run.
+    Under ``torchrun`` every rank calls this; the process group ends with the run.  The main
+    process (rank 0) holds the run directory's lock (:mod:`pipeline.training.run_lock`) from
+    before its first write to the end, so a second writer stops with one line.
     """
-    try:
-        return Trainer(cfg, data).run()
-    finally:
-        close_world()
+    main = world_from_env().is_main
+    with RunLock(cfg.run_dir, "train") if main else contextlib.nullcontext():
+        try:
+            return Trainer(cfg, data).run()
+        finally:
+            close_world()

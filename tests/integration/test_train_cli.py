@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+from clirun import assert_user_error, run
 from tinydata import REPO, TINY_OVERRIDES, write_slice
 
 from pipeline.runtime.hardware import resolve_device
 from pipeline.runtime.precision import use_bf16
+from pipeline.training.run_lock import RunLock
 
 
 def run_train(tmp_path, *overrides):
@@ -86,3 +89,17 @@ def test_guided_alignment_of_a_model_without_attention_is_one_line(tmp_path):
     proc = run_train(tmp_path, "model=baseline", "train.guided_alignment.weight=0.5", f"run_dir={tmp_path / 'r'}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "guides attention, and model=baseline has none" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_a_run_dir_stops_with_one_line_and_changes_nothing(tmp_path, trained):
+    """While one process holds a run (here this test, through the lock train takes), train and average
+    on it exit 2 naming the holder; the run's files stay as they were."""
+    run_dir = trained["ckpt"].parent.parent
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    with RunLock(run_dir, "test"):
+        proc = run_train(tmp_path, f"run_dir={run_dir}", "train.max_steps=12")
+        assert_user_error(proc, f"run_dir {run_dir} is in use by pid {os.getpid()} on host", "choose another run_dir")
+        assert_user_error(run("average", f"run_dir={run_dir}", "last=1"), f"is in use by pid {os.getpid()}")
+    after = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import signal
 import subprocess
@@ -14,6 +15,8 @@ import pytest
 import torch
 from tinydata import REPO, tiny_train_config, write_slice
 
+import pipeline.training.checkpoint as checkpoint_module
+from pipeline.errors import UserError
 from pipeline.training.checkpoint import load_checkpoint, step_path
 from pipeline.training.trainer import train
 
@@ -106,3 +109,46 @@ def test_too_many_bad_steps_in_a_row_abort_with_a_clear_message(tmp_path, slice_
     cfg = tiny_train_config(tmp_path, slice_dir, max_steps=20, eval_every=100, max_bad_steps=3)
     with pytest.raises(UserError, match=r"3 non-finite losses/gradients in a row .* train.max_bad_steps=3"):
         train(cfg)
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_and_stops_with_one_line(
+    tmp_path, slice_dir, monkeypatch
+):
+    """Issue #34 item 4: the save at step 6 fails half-written with ENOSPC."""
+    real_open = open
+
+    class HalfThenFull:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return HalfThenFull(f) if "step-00000006" in str(path) and "w" in mode else f
+
+    monkeypatch.setattr(checkpoint_module, "open", full_disk_open, raising=False)
+    cfg = tiny_train_config(tmp_path, slice_dir, max_steps=9, eval_every=3)
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    with pytest.raises(
+        UserError,
+        match=r"could not write checkpoint .*step-00000006.pt \(No space left on device\); "
+        r".*last.pt \(step 3\) is intact; free space",
+    ):
+        train(cfg)
+    assert load_checkpoint(ckpt_dir / "last.pt")["step"] == 3
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.pt", "last.pt", "step-00000003.pt"]  # no torn file
+    monkeypatch.undo()  # space again: the same command resumes from step 3
+    assert train(cfg)["step"] == 9
