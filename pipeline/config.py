@@ -228,11 +228,19 @@ class EvaluateAppConfig(RunCheckpointConfig):
     n_bootstrap: int = at_least(1000, 1)
 
 
+class AttentionOutput(str, Enum):
+    none = "none"
+    jsonl = "jsonl"  # per input line: pieces, attention weights and score as one JSON object
+
+
 @dataclass
 class TranslateAppConfig(RunCheckpointConfig):
     checkpoint: Any = MISSING  # a path, or a list of paths: an ensemble
     input: Optional[str] = None
     decode: DecodeConfig = MISSING
+    stream_max_lines: int = at_least(1024, 1)
+    attention: AttentionOutput = AttentionOutput.none
+    attention_file: str = "attention.jsonl"
 
 
 class Level(str, Enum):

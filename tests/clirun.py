@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tinydata import REPO
+from tinydata import REPO, TINY_OVERRIDES
 
 # the key that sets torch's threads, per command (report, prepare and average do no tensor work)
 THREADS_KEY = {"report": None, "prepare": None, "average": None, "train": "train.threads"}
@@ -64,3 +64,31 @@ def render_in_chromium(page: Path, tmp: Path) -> tuple[str, str]:
         timeout=120,
     )
     return proc.stdout, proc.stderr
+
+
+# scripts/compare.sh on a tiny slice (tests/integration/test_compare*.py)
+TINY = [*TINY_OVERRIDES, "train.max_minutes=null", "decode.max_len=12"]  # quick's 5-minute budget off
+GOLD = REPO.parent / "shared" / "data" / "alignment"  # europarl-de-en/ and hansards-en-fr/
+
+
+def compare(out, data, cache, *options: str, gold: str = str(GOLD)) -> subprocess.CompletedProcess:
+    """``scripts/compare.sh quick`` on the slice in ``data`` with a tiny model, into ``out``."""
+    return subprocess.run(
+        [
+            "bash",
+            "scripts/compare.sh",
+            "quick",
+            *options,
+            "--gold",
+            gold,
+            "--out",
+            str(out),
+            f"data.local_dir={data}",
+            f"data.cache_dir={cache}",
+            *TINY,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

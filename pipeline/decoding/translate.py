@@ -7,19 +7,22 @@ encode, batched search over length-sorted batches, detokenize.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
-from pipeline.config import DecodeConfig, Precision, Quantize, TranslateAppConfig
+from pipeline.config import AttentionOutput, DecodeConfig, Precision, Quantize, TranslateAppConfig
 from pipeline.data.textfile import read_lines
 from pipeline.decoding.ensemble import Ensemble
 from pipeline.decoding.search import Hypothesis, decode_sequences
+from pipeline.decoding.stream import one_line, waiting_batches
 from pipeline.errors import UserError
 from pipeline.fast.quantize import quantize_int8
 from pipeline.model.config import Impl
@@ -28,6 +31,7 @@ from pipeline.runtime.precision import autocast_for, use_bf16
 from pipeline.training.checkpoint import Restored, restore
 
 log = logging.getLogger(__name__)
+EOS_PIECE = "</s>"  # how attention records and plots label the EOS row and column
 
 
 @dataclass
@@ -143,11 +147,78 @@ def translate_texts(restored: Restored, texts: list[str], cfg: DecodeConfig, bf1
     return Translations(out, hyps, src_ids, time.perf_counter() - t0)  # type: ignore[arg-type]
 
 
+def translate_lines(restored: Restored, lines: list[str], cfg: DecodeConfig, bf16: bool = False) -> Translations:
+    """Like :func:`translate_texts`, but an empty (or all-blank) line stays empty: it is not decoded,
+    and its hypothesis is None."""
+    todo = [i for i, line in enumerate(lines) if line.strip()]
+    done = translate_texts(restored, [lines[i] for i in todo], cfg, bf16)
+    texts, hyps, src_ids = [""] * len(lines), [None] * len(lines), [[] for _ in lines]
+    for i, text, hyp, ids in zip(todo, done.texts, done.hyps, done.src_ids):
+        texts[i], hyps[i], src_ids[i] = text, hyp, ids
+    return Translations(texts, hyps, src_ids, done.seconds)  # type: ignore[arg-type]
+
+
+def attention_record(line: int, source: str, result: Translations, i: int, restored: Restored) -> dict:
+    """The JSON Lines record of ``translate attention=jsonl`` for input line ``line`` (1-based):
+    pieces with their EOS, weights [target piece + EOS][source piece + EOS] (null without attention)."""
+    hyp, tok = result.hyps[i], restored.tokenizer
+    if hyp is None:
+        return {"line": line, "src": source, "translation": "", "src_pieces": [], "tgt_pieces": [], "weights": None}
+    weights = None if hyp.attention is None else [[round(w, 5) for w in row] for row in hyp.attention.tolist()]
+    return {
+        "line": line,
+        "src": source,
+        "translation": result.texts[i],
+        "src_pieces": tok.src.id_to_piece(result.src_ids[i]) + [EOS_PIECE],
+        "tgt_pieces": tok.tgt.id_to_piece(hyp.tokens) + [EOS_PIECE],  # type: ignore[union-attr]
+        "weights": weights,
+        "log_prob": hyp.log_prob,
+    }
+
+
+def json_line(record: dict) -> str:
+    """One JSON Lines line, UTF-8 kept readable but the three characters that ``str.splitlines`` (not
+    JSON) takes for line breaks escaped, so that every reader sees one record per line."""
+    text = json.dumps(record, ensure_ascii=False)
+    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+
+
+def _open_attention_file(cfg: TranslateAppConfig) -> TextIO | None:
+    if AttentionOutput(cfg.attention) is AttentionOutput.none:
+        return None
+    try:
+        return open(cfg.attention_file, "w", encoding="utf-8")  # noqa: SIM115 - written while lines stream
+    except OSError as err:
+        raise UserError(
+            f"attention_file={cfg.attention_file} cannot be written ({err.strerror}); give a writable path"
+        ) from None
+
+
 def translate(cfg: TranslateAppConfig) -> None:
-    """Read sentences from ``cfg.input`` or stdin, write translations to stdout."""
-    texts = read_lines(cfg.input) if cfg.input else [line.rstrip("\r\n") for line in sys.stdin]
+    """Translate ``cfg.input`` (a file) or standard input (``input=-`` or none) to standard output.
+
+    Standard input is streamed (:mod:`pipeline.decoding.stream`): each batch of the lines
+    waiting is translated and written, flushed, before the next is read.  Either way one
+    output line per input line, an empty line staying empty.
+    """
+    from_file = cfg.input not in (None, "-")
+    texts = read_lines(cfg.input) if from_file else None  # a bad file fails before the model loads
+    attention = _open_attention_file(cfg)
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize, cfg.weights)
     bf16 = decode_in_bf16(cfg.precision, cfg.decode.quantize, restored.device)
-    result = translate_texts(restored, texts, cfg.decode, bf16)
-    sys.stdout.write("".join(f"{t}\n" for t in result.texts))
-    sys.stdout.flush()
+    batches = [texts] if texts is not None else waiting_batches(sys.stdin.buffer, cfg.stream_max_lines)
+    done = 0
+    try:
+        for batch in batches:
+            result = translate_lines(restored, batch, cfg.decode, bf16)
+            sys.stdout.write("".join(f"{one_line(t)}\n" for t in result.texts))
+            sys.stdout.flush()
+            if attention is not None:
+                for i, source in enumerate(batch):
+                    record = attention_record(done + i + 1, source, result, i, restored)
+                    attention.write(json_line(record))
+                attention.flush()
+            done += len(batch)
+    finally:
+        if attention is not None:
+            attention.close()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pipeline.config import DataConfig, DecodeConfig, EvaluateAppConfig, Quantize, Split, Strategy, to_object
 from pipeline.data.textfile import read_lines
-from pipeline.decoding.translate import checkpoint_names, checkpoint_tag, decode_in_bf16, load_model, translate_texts
+from pipeline.decoding.stream import one_line
+from pipeline.decoding.translate import checkpoint_names, checkpoint_tag, decode_in_bf16, load_model, translate_lines
 from pipeline.errors import UserError
 from pipeline.evaluation.metrics import score_corpus
 from pipeline.files import write_atomic
@@ -120,8 +121,9 @@ def evaluate(cfg: EvaluateAppConfig) -> dict:
     stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
     assert refs is not None
     bf16 = decode_in_bf16(cfg.precision, cfg.decode.quantize, restored.device)
-    result = translate_texts(restored, srcs, cfg.decode, bf16)
-    scores = score_corpus(result.texts, refs, n_bootstrap=cfg.n_bootstrap)
+    result = translate_lines(restored, srcs, cfg.decode, bf16)  # an empty source line gets an empty hypothesis
+    hyps = [one_line(t) for t in result.texts]  # hyp.txt has exactly one line per source line
+    scores = score_corpus(hyps, refs, n_bootstrap=cfg.n_bootstrap)
     report = {
         "bleu": scores["bleu"],
         "bleu_ci95": scores.get("bleu_ci95"),
@@ -139,12 +141,12 @@ def evaluate(cfg: EvaluateAppConfig) -> dict:
         "step": restored.step,
         "model": restored.config["model"]["name"],
         "input": cfg.src_file or cfg.split.value,
-        "by_length": bleu_by_length(srcs, result.texts, refs, cfg.length_edges, cfg.min_bucket, cfg.n_bootstrap),
+        "by_length": bleu_by_length(srcs, hyps, refs, cfg.length_edges, cfg.min_bucket, cfg.n_bootstrap),
     }
     out = Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     name = f"{stem}.{decode_tag(cfg.decode)}{checkpoint_tag(restored, cfg.weights)}"
-    write_atomic(out / f"{name}.hyp.txt", "".join(f"{t}\n" for t in result.texts))
+    write_atomic(out / f"{name}.hyp.txt", "".join(f"{t}\n" for t in hyps))
     write_atomic(out / f"{name}.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     report["files"] = [str(out / f"{name}.json"), str(out / f"{name}.hyp.txt")]
     return report

@@ -78,12 +78,20 @@ class RunLock:
             self._file = None
 
 
-def describe_holder(path: Path) -> str:
-    """``pid 123 on host h since 2026-12-08 10:00:00 (train: ...)``, or what can be said without it."""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8").strip() or "{}")
-    except (OSError, json.JSONDecodeError):
-        info = {}
+def describe_holder(path: Path, patience_s: float = 1.0) -> str:
+    """``pid 123 on host h since 2026-12-08 10:00:00 (train: ...)``, or what can be said without it.
+
+    The holder writes its description right after it takes the lock; a rival that lost the race by
+    a hair waits up to ``patience_s`` for it, so that the message names the holder."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            info = json.loads(path.read_text(encoding="utf-8").strip() or "{}")
+        except (OSError, json.JSONDecodeError):
+            info = {}
+        if info.get("pid") or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
     if not info.get("pid"):
         return "another process (it has not written its name yet)"
     where = f"pid {info['pid']} on host {info.get('host', '?')} since {info.get('started', '?')}"

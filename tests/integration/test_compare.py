@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import subprocess
 
 import pytest
-import torch
-from clirun import render_in_chromium
-from tinydata import REPO, TINY_OVERRIDES, write_slice
-
-TINY = [*TINY_OVERRIDES, "train.max_minutes=null", "decode.max_len=12"]  # quick's 5-minute budget off
-GOLD = REPO.parent / "shared" / "data" / "alignment"  # europarl-de-en/ and hansards-en-fr/
-
-
-def compare(out, data, cache, *options: str, gold: str = str(GOLD)) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "bash",
-            "scripts/compare.sh",
-            "quick",
-            *options,
-            "--gold",
-            gold,
-            "--out",
-            str(out),
-            f"data.local_dir={data}",
-            f"data.cache_dir={cache}",
-            *TINY,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from clirun import compare, render_in_chromium
+from tinydata import REPO, write_slice
 
 
 @pytest.fixture(scope="module")
@@ -122,29 +95,3 @@ def test_a_missing_gold_folder_is_one_line_before_any_work(tmp_path):
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "--gold" in proc.stderr and "nowhere" in proc.stderr
-
-
-@pytest.mark.slow
-def test_two_seeds_give_average_ema_and_ensemble_rows_and_a_later_test_set_its_own(tmp_path):
-    """seeds=2 (here with --average 2: a tiny run keeps two step files) on the baseline alone, with a
-    test_2017_flickr beside the slice: every extra evaluation lands in the report with a p-value."""
-    data, cache = write_slice(tmp_path / "m30k"), tmp_path / "cache"
-    for lang in ("de", "en"):  # a "later" test set: the slice's test sentences under that name, plain text
-        (data / f"test_2017_flickr.{lang}").write_bytes(
-            gzip.decompress((data / f"test_2016_flickr.{lang}.gz").read_bytes())
-        )
-    runs = tmp_path / "runs"
-    proc = compare(runs, data, cache, "--models", "baseline", "seeds=2", "--average", "2", gold="none")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    first = runs / "baseline-seed1234"
-    assert {p.name for p in runs.iterdir()} == {"baseline-seed1234", "baseline-seed1235", "report"}
-    assert "ema" in torch.load(first / "checkpoints" / "last.pt", weights_only=True)  # --ema 0.9999 by seeds=N
-    comparison = json.loads((runs / "report" / "comparison.json").read_text())
-    assert comparison["systems"]["baseline"]["seeds"] == [1234, 1235]
-    assert set(comparison["test_sets"]) == {"test", "test_2017_flickr"}
-    variants = {v["variant"]: v for v in comparison["variants"]["baseline"]}
-    assert set(variants) == {"single", "average-last2", "ema", "ensemble2"}
-    assert all(0 <= v["p_value_vs_single"] <= 1 for k, v in variants.items() if k != "single")
-    assert variants["ensemble2"]["checkpoint"] == [
-        str((runs / f"baseline-seed{s}" / "checkpoints" / "best.pt").resolve()) for s in (1234, 1235)
-    ]

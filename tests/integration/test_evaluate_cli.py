@@ -169,3 +169,44 @@ def test_average_then_an_ensemble_with_the_baseline_evaluates_and_translates(tra
 def test_an_ensemble_of_other_language_pairs_is_one_line(trained, trained_reverse):
     proc = run("translate", f"checkpoint=[{trained['ckpt']},{trained_reverse}]", stdin="ein Hund .\n")
     assert_user_error(proc, "data.src_lang=en", "ensemble checkpoints of one language pair")
+
+
+def _translate_process(ckpt, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.translate", f"checkpoint={ckpt}", "threads=1", *args],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_translate_streams_stdin_one_line_out_per_line_in_whatever_the_bytes(trained, tmp_path):
+    proc = _translate_process(trained["ckpt"], "input=-", "attention=jsonl", f"attention_file={tmp_path / 'a.jsonl'}")
+    proc.stdin.write(b"ein Hund l\xc3\xa4uft .\n")
+    proc.stdin.flush()
+    first = proc.stdout.readline()  # answered while stdin is still open: streamed, not read to the end
+    assert first.endswith(b"\n") and first.strip()
+    hostile = [
+        b"\r\n",
+        b"   \n",
+        b"caf\xe9 \xff\xfe\n",
+        b"zwei\xe2\x80\xa8M\xc3\xa4nner\r\n",
+        "🐕 " * 300 + "\n",
+        b"ohne Ende",
+    ]
+    proc.stdin.write(b"".join(h if isinstance(h, bytes) else h.encode() for h in hostile))
+    proc.stdin.close()
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()[-2000:]
+    lines = (first + rest).split(b"\n")
+    assert lines[-1] == b"" and len(lines) - 1 == 1 + len(hostile)  # one line out per line in
+    assert lines[1] == b"" and lines[2] == b""  # empty and blank lines stay empty
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in records] == list(range(1, 8))
+    first_record = records[0]
+    assert first_record["src"] == "ein Hund läuft ." and first_record["src_pieces"][-1] == "</s>"
+    weights = first_record["weights"]
+    assert len(weights) == len(first_record["tgt_pieces"]) and len(weights[0]) == len(first_record["src_pieces"])
+    assert all(abs(sum(row) - 1) < 1e-3 for row in weights)
