@@ -319,6 +319,26 @@ class AlignAppConfig(RunCheckpointConfig):
 
 
 @dataclass
+class ServeLimits:
+    max_body_bytes: int = at_least(65536, 1)
+    max_sentences: int = at_least(32, 1)
+    max_input_tokens: int = at_least(200, 1)
+    max_beam_size: int = at_least(10, 1)
+    timeout_s: float = positive(30.0)
+
+
+@dataclass
+class ServeAppConfig(RunCheckpointConfig):
+    checkpoint: Any = MISSING  # a path, or a list of paths: an ensemble
+    host: str = "127.0.0.1"
+    port: int = at_least(8080, 0)
+    decode: DecodeConfig = MISSING
+    batch_window_ms: float = at_least(0.0, 0)
+    batch_sentences: int = at_least(64, 1)
+    limits: ServeLimits = field(default_factory=ServeLimits)
+
+
+@dataclass
 class AverageAppConfig:
     run_dir: str = MISSING
     last: Optional[int] = None
@@ -348,6 +368,7 @@ def register_configs() -> None:
     cs.store(name="align_schema", node=AlignAppConfig)
     cs.store(name="report_schema", node=ReportAppConfig)
     cs.store(name="average_schema", node=AverageAppConfig)
+    cs.store(name="serve_schema", node=ServeAppConfig)
     for group, node in [
         ("data", DataConfig),
         ("tokenizer", TokenizerConfig),
@@ -381,6 +402,7 @@ def as_plain_dict(obj: Any) -> dict[str, Any]:
 __all__: list[str] = [
     "AlignAppConfig",
     "AverageAppConfig",
+    "ServeAppConfig",
     "AlignTarget",
     "ImageFormat",
     "Level",

@@ -12,5 +12,5 @@ else
   echo "setup: installing torch==2.13.0"
   "$PY" -m pip install --quiet "torch==2.13.0"
 fi
-"$PY" -m pip install --quiet -e ".[dev,slurm,align]"
+"$PY" -m pip install --quiet -e ".[dev,slurm,align,serve]"
 echo "setup: done"

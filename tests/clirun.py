@@ -40,6 +40,11 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
 
 def render_in_chromium(page: Path, tmp: Path) -> tuple[str, str]:
     """(DOM after the page's scripts ran, browser log) from headless Chromium; skips without one."""
+    return render_in_chromium_url(page.as_uri(), tmp)
+
+
+def render_in_chromium_url(url: str, tmp: Path) -> tuple[str, str]:
+    """:func:`render_in_chromium` of any address (a page served on 127.0.0.1, say)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         pytest.skip("no Chromium here (.ci/run installs Debian's chromium); the page was not rendered")
@@ -57,7 +62,7 @@ def render_in_chromium(page: Path, tmp: Path) -> tuple[str, str]:
             "--enable-logging=stderr",
             "--virtual-time-budget=3000",
             "--dump-dom",
-            page.as_uri(),
+            url,
         ],
         capture_output=True,
         text=True,

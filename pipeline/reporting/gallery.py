@@ -27,11 +27,12 @@ rect.link { fill: none; stroke: #e33; stroke-width: 1.5; pointer-events: none; }
 body:not(.show-links) rect.link { display: none; }
 """
 
-_SCRIPT = r"""
+# The heatmap card, shared with the live page of ``pipeline.serve`` (pipeline/serving/page.py), so
+# that both draw attention the same way: buildCard({id, src, tgt, weights, links}) -> <section>.
+VIEWER_STYLE = _STYLE
+VIEWER_JS = r"""
 "use strict";
-window.addEventListener("error", (e) => { document.body.dataset.viewerError = String(e.message); });
 const NS = "http://www.w3.org/2000/svg";
-const DATA = JSON.parse(document.getElementById("alignment-data").textContent);
 const CELL = 16;
 
 function el(name, attrs, parent) {
@@ -97,7 +98,12 @@ function buildCard(item) {
   card.appendChild(status);
   return card;
 }
+"""
 
+_SCRIPT = r"""
+"use strict";
+window.addEventListener("error", (e) => { document.body.dataset.viewerError = String(e.message); });
+const DATA = JSON.parse(document.getElementById("alignment-data").textContent);
 const gallery = document.getElementById("gallery");
 for (const item of DATA.items) gallery.appendChild(buildCard(item));
 document.getElementById("toggle-links").addEventListener("change", (e) => {
@@ -135,6 +141,7 @@ def gallery_html(items: list[dict], title: str, subtitle: str) -> str:
 </header>
 <main id="gallery"></main>
 <script type="application/json" id="alignment-data">{script_safe_json(payload)}</script>
+<script>{VIEWER_JS}</script>
 <script>{_SCRIPT}</script>
 </body>
 </html>
