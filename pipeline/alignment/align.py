@@ -58,7 +58,7 @@ from pipeline.data.batching import collate
 from pipeline.decoding.translate import checkpoint_names, checkpoint_paths, checkpoint_tag, load_model, translate_texts
 from pipeline.errors import UserError
 from pipeline.evaluation.evaluate import decode_tag, read_inputs
-from pipeline.files import write_atomic
+from pipeline.files import writable_folder, write_atomic
 from pipeline.reporting.gallery import gallery_html
 from pipeline.reporting.plots import save_heatmap
 from pipeline.runtime.precision import autocast_for, use_bf16
@@ -302,6 +302,8 @@ def align_attention(cfg: AlignAppConfig) -> tuple[dict, AlignInputs]:
         raise UserError(
             "align plots the attention of the float model; drop decode.quantize (int8 is for evaluate and translate)"
         )
+    if cfg.out:
+        writable_folder(Path(cfg.out))  # before the work, not after it
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, weights=cfg.weights)
     if not restored.model.has_attention:
         raise UserError(
@@ -320,8 +322,9 @@ def align_attention(cfg: AlignAppConfig) -> tuple[dict, AlignInputs]:
     tag = "ref" if target is AlignTarget.ref else decode_tag(cfg.decode)
     shown = "reference, forced decoding" if target is AlignTarget.ref else f"translation, {tag}"
     tag += checkpoint_tag(restored, cfg.weights)
-    out = Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "align" / f"{stem}.{tag}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(
+        Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "align" / f"{stem}.{tag}"
+    )
     meta = {
         "model": restored.config["model"]["name"],
         "step": restored.step,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,10 @@ def read_parallel(src_path: str, tgt_path: str, max_line_bytes: int, identity: s
 
 def _open(path: str):
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path} is a directory; give a file with one sentence per line")
+    if p.is_symlink() and not p.exists():
+        raise UserError(f"{path} is a dangling symbolic link (to {os.readlink(p)}); give an existing file")
     if not p.is_file():
         raise UserError(f"missing file {path}")
     raw = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
@@ -78,6 +83,19 @@ def _check_line(raw: bytes, path: str, lineno: int, max_line_bytes: int) -> str:
 
 
 def read_lines(path: str | Path, max_line_bytes: int = 100_000) -> list[str]:
-    """A validated list of lines of one plain or gzipped text file (for evaluate/translate)."""
+    """A validated list of lines of one plain or gzipped text file (for evaluate/translate).
+
+    Lines are split on ``\n`` (as ``wc -l`` counts them); a CRLF ending and a UTF-8 byte-order
+    mark at the start are dropped.  A carriage return inside a line is refused: it means a file
+    with old-Mac CR line endings, which would otherwise be read as one long line."""
+    lines = []
     with _open(str(path)) as f:
-        return [_check_line(raw, str(path), i, max_line_bytes) for i, raw in enumerate(_lines(f, str(path)), start=1)]
+        for i, raw in enumerate(_lines(f, str(path)), start=1):
+            line = _check_line(raw, str(path), i, max_line_bytes)
+            if "\r" in line:
+                raise UserError(
+                    f"{path}:{i}: carriage return inside the line (a file with CR line endings?); convert them "
+                    f"to newlines, e.g. tr '\\r' '\\n' < {path} > fixed.txt"
+                )
+            lines.append(line.removeprefix("\ufeff") if i == 1 else line)
+    return lines

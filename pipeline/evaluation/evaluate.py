@@ -23,7 +23,7 @@ from pipeline.decoding.stream import one_line
 from pipeline.decoding.translate import checkpoint_names, checkpoint_tag, decode_in_bf16, load_model, translate_lines
 from pipeline.errors import UserError
 from pipeline.evaluation.metrics import score_corpus
-from pipeline.files import write_atomic
+from pipeline.files import writable_folder, write_atomic
 
 
 def decode_tag(cfg: DecodeConfig) -> str:
@@ -117,6 +117,8 @@ def read_inputs(
 
 def evaluate(cfg: EvaluateAppConfig) -> dict:
     """Decode and score; returns the JSON written to ``out/NAME.json``."""
+    if cfg.out:
+        writable_folder(Path(cfg.out))  # before the work, not after it
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize, cfg.weights)
     stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
     assert refs is not None
@@ -143,8 +145,7 @@ def evaluate(cfg: EvaluateAppConfig) -> dict:
         "input": cfg.src_file or cfg.split.value,
         "by_length": bleu_by_length(srcs, hyps, refs, cfg.length_edges, cfg.min_bucket, cfg.n_bootstrap),
     }
-    out = Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "eval"
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(Path(cfg.out) if cfg.out else restored.path.resolve().parent.parent / "eval")
     name = f"{stem}.{decode_tag(cfg.decode)}{checkpoint_tag(restored, cfg.weights)}"
     write_atomic(out / f"{name}.hyp.txt", "".join(f"{t}\n" for t in hyps))
     write_atomic(out / f"{name}.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
