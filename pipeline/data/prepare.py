@@ -22,6 +22,7 @@ from pipeline.data.batching import BucketBatchSampler, padding_fraction
 from pipeline.data.corpus import SPLITS, column_array, load_corpus, release_mapped_pages
 from pipeline.data.guided_links import GuidedLinks, guided_links
 from pipeline.data.tokenizer import UNK_ID, SentencePiece, Tokenizer, build_tokenizer
+from pipeline.errors import UserError
 
 DROP_REASONS = ("empty", "too_long", "ratio")
 
@@ -120,6 +121,12 @@ def prepare(
     tokenizer, tok_reused = build_tokenizer(TrainText(train, "src"), TrainText(train, "tgt"), tok_cfg, cache)
     encoded, enc_reused = _encode_all(corpus, tokenizer, cache, data_cfg.num_proc)
     encoded["train"], dropped = filter_train(encoded["train"], data_cfg.max_len, data_cfg.max_ratio)
+    if len(encoded["train"]) == 0:
+        reasons = ", ".join(f"{v} {k}" for k, v in dropped.items() if v)
+        raise UserError(
+            f"the filters dropped every train pair ({reasons}; data.max_len={data_cfg.max_len}, "
+            f"data.max_ratio={data_cfg.max_ratio:g}); raise data.max_len or data.max_ratio, or check the train files"
+        )
     stats = _stats(encoded, tokenizer, dropped)
     stats.tokenizer_reused, stats.encoding_reused = tok_reused, enc_reused
     if batch_cfg is not None:

@@ -186,3 +186,10 @@ def test_documented_files_override_composes(corpus_dir):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="prepare", overrides=overrides)
     assert dict(cfg.data.files) == {s: str(corpus_dir / s) for s in SPLITS}
+
+
+@pytest.mark.slow
+def test_cli_filters_that_drop_every_train_pair_are_one_line(corpus_dir, tmp_path):
+    """Issue #34: a train split empty after filtering was a numpy traceback."""
+    msg = assert_one_line_error(run_prepare(corpus_dir, tmp_path / "cache", "data.max_len=1"))
+    assert "the filters dropped every train pair" in msg and "data.max_len=1" in msg and "raise data.max_len" in msg
