@@ -1,4 +1,4 @@
-"""A seeded fuzz pass over the tokenizer and the translate path (issue #34, item 3), bounded to 20 s.
+"""A seeded fuzz pass over the tokenizer and the translate path (issue #34, item 3), bounded to 10 s.
 
 Random Unicode strings (every plane, control and combining characters, surrogates refused by the
 codec), random byte strings and random mixes of line endings go through what ``translate`` does
@@ -21,7 +21,7 @@ from pipeline.decoding.stream import LINE_BREAKS, one_line, waiting_batches
 from pipeline.decoding.translate import load_model, translate_lines
 from pipeline.errors import UserError
 
-BUDGET_S = 20.0  # the issue bounds CI's fuzz pass to 30 s; scripts/fuzz_translate.py runs it longer
+BUDGET_S = 10.0  # the issue bounds CI's fuzz pass to 30 s; scripts/fuzz_translate.py runs it longer
 
 
 @pytest.mark.slow
@@ -44,4 +44,4 @@ def test_no_input_breaks_the_line_count_or_raises_anything_but_a_user_error(trai
             c in t for t in map(one_line, out) for c in map(chr, LINE_BREAKS)
         )
         tried += 1
-    assert tried >= 50, f"only {tried} inputs in {BUDGET_S} s"
+    assert tried >= 30, f"only {tried} inputs in {BUDGET_S} s"

@@ -31,7 +31,7 @@ TEXT_CASES = [
     ("only-spaces", b"   \n\t \n", ("lines", 2)),
     ("unseen-scripts", "狗在跑 。\nالكلب يركض\nсобака бежит\n".encode(), ("lines", 3)),
     ("emoji", "🐕🐕 läuft 🏃‍♂️ .\n".encode(), ("lines", 1)),
-    ("long-line", ("Hund " * 2000 + "\n").encode(), ("lines", 1)),
+    ("long-line", ("Hund " * 800 + "\n").encode(), ("lines", 1)),
     ("too-long-line", ("Hund " * 30000 + "\n").encode(), ("error", [".de:1: line of", "max_line_bytes"])),
     ("latin-1", "café au lait\nein Hund\n".encode("latin-1"), ("error", [".de:1: invalid UTF-8", "re-encode"])),
     ("binary", bytes(range(256)) * 4, ("error", ["NUL byte", "binary"])),
