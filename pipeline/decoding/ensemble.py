@@ -56,15 +56,7 @@ class Ensemble(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing (forced decoding of a reference, for alignments): (mean log-probabilities
         [B, T, V], mean attention [B, T, S] of the members with attention, or None)."""
-        log_probs, weights = None, []
-        for member in self.members:
-            logits, attn = member(src, src_lens, tgt_in)
-            lp = F.log_softmax(logits.float(), dim=-1)
-            log_probs = lp if log_probs is None else log_probs.add_(lp)
-            if attn is not None:
-                weights.append(attn.float())
-        assert log_probs is not None
-        return log_probs.div_(len(self.members)), None if not weights else torch.stack(weights).mean(dim=0)
+        return combine([member(src, src_lens, tgt_in) for member in self.members])
 
     def encode(self, src: torch.Tensor, src_lens: torch.Tensor) -> list[Any]:
         return [m.encode(src, src_lens) for m in self.members]
@@ -76,14 +68,14 @@ class Ensemble(nn.Module):
         self, prev_tokens: torch.Tensor, state: EnsembleState
     ) -> tuple[torch.Tensor, EnsembleState, torch.Tensor | None]:
         """(mean log-probabilities [B, V] float32, new state, mean attention [B, S] or None)."""
-        log_probs, states, weights = None, [], []
-        for member, member_state in zip(self.members, state.members):
-            logits, new_state, attn = member.step(prev_tokens, member_state)
-            lp = F.log_softmax(logits.float(), dim=-1)
-            log_probs = lp if log_probs is None else log_probs.add_(lp)
-            states.append(new_state)
-            if attn is not None:
-                weights.append(attn.float())
-        assert log_probs is not None
-        attention = None if not weights else torch.stack(weights).mean(dim=0)
-        return log_probs.div_(len(self.members)), EnsembleState(states), attention
+        steps = [m.step(prev_tokens, s) for m, s in zip(self.members, state.members)]
+        log_probs, attention = combine([(logits, attn) for logits, _, attn in steps])
+        return log_probs, EnsembleState([new_state for _, new_state, _ in steps]), attention
+
+
+def combine(outputs: list[tuple[torch.Tensor, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The members' (logits, attention or None) as (mean log-probabilities in float32, mean attention of
+    the members that have one, or None)."""
+    log_probs = torch.stack([F.log_softmax(logits.float(), dim=-1) for logits, _ in outputs]).mean(dim=0)
+    weights = [attn.float() for _, attn in outputs if attn is not None]
+    return log_probs, torch.stack(weights).mean(dim=0) if weights else None

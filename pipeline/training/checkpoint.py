@@ -180,12 +180,17 @@ class Restored:
         return self.implementations.top_log_probs
 
 
+def chosen_weights(ckpt: dict, weights: str = "auto") -> str:
+    """The name of the weights ``weights`` (auto | model | ema, or its enum) picks in ``ckpt``."""
+    weights = getattr(weights, "value", weights)
+    return ckpt.get("decode_weights", "model") if weights == "auto" else weights
+
+
 def decode_weights(ckpt: dict, path: str | Path, weights: str = "auto") -> dict[str, torch.Tensor]:
     """The weights to translate with: ``model`` (the trained ones), ``ema`` (their exponential moving
     average, :mod:`pipeline.training.ema`), or ``auto``: the ones the checkpoint says its
     validation used (``decode_weights``; ``model`` in a checkpoint without EMA)."""
-    weights = getattr(weights, "value", weights)
-    which = ckpt.get("decode_weights", "model") if weights == "auto" else weights
+    which = chosen_weights(ckpt, weights)
     if which == "ema" and "ema" not in ckpt:
         raise UserError(
             f"checkpoint {path} holds no EMA weights (trained without train.ema.decay); use weights=auto or model"
@@ -220,8 +225,6 @@ def restore(
     model = model.to(device).eval()
     implementations = accelerate(model, Impl(impl), device, model_cfg.fast_exclude)
     log.info(implementations.summary())
-    weights = getattr(weights, "value", weights)
-    which = ckpt.get("decode_weights", "model") if weights == "auto" else weights
     return Restored(
         model,
         tokenizer,
@@ -229,7 +232,7 @@ def restore(
         int(ckpt.get("step", 0)),
         Path(path),
         implementations,
-        which,
+        chosen_weights(ckpt, weights),
         ckpt.get("averaged"),
     )
 
