@@ -221,6 +221,7 @@ class EvaluateAppConfig(RunCheckpointConfig):
     split: Split = Split.test
     src_file: Optional[str] = None
     ref_file: Optional[str] = None
+    check_language: bool = True
     decode: DecodeConfig = MISSING
     out: Optional[str] = None
     length_edges: list[int] = field(default_factory=lambda: [8, 10, 12, 14, 17])
@@ -307,6 +308,7 @@ class AlignAppConfig(RunCheckpointConfig):
     split: Split = Split.test
     src_file: Optional[str] = None
     ref_file: Optional[str] = None
+    check_language: bool = True
     num: int = 20
     ids: Optional[list[int]] = None
     decode: DecodeConfig = MISSING

@@ -283,7 +283,7 @@ def align_with_eflomal_only(cfg: AlignAppConfig) -> dict:
         base = Path(primary).resolve().parent.parent / "align"
     else:
         data, base = cfg.data, Path("runs/eflomal") / f"{cfg.data.src_lang}-{cfg.data.tgt_lang}"
-    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, {"data": data}, require_ref=False)
+    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, {"data": data}, False, cfg.check_language)
     return eflomal_outputs(cfg, data, srcs, refs, Path(cfg.out) if cfg.out else base / f"{stem}.eflomal")
 
 
@@ -310,7 +310,7 @@ def align_attention(cfg: AlignAppConfig) -> tuple[dict, AlignInputs]:
             f"{cfg.checkpoint} is a {restored.config['model']['name']} model without attention: there is nothing to "
             "plot; align an attention checkpoint (model=bahdanau)"
         )
-    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config, require_ref=False)
+    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config, False, cfg.check_language)
     target = _target(cfg, refs)
     plotted = _selection(cfg, len(srcs))
     ids = list(range(len(srcs))) if cfg.gold else plotted

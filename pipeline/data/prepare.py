@@ -9,6 +9,7 @@ tokenizer), so a second call with the same inputs does no work and says so.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 
 from pipeline.config import BatchConfig, DataConfig, EflomalConfig, TokenizerConfig
 from pipeline.data.batching import BucketBatchSampler, padding_fraction
@@ -23,6 +25,8 @@ from pipeline.data.corpus import SPLITS, column_array, load_corpus, release_mapp
 from pipeline.data.guided_links import GuidedLinks, guided_links
 from pipeline.data.tokenizer import UNK_ID, SentencePiece, Tokenizer, build_tokenizer
 from pipeline.errors import UserError
+
+log = logging.getLogger(__name__)
 
 DROP_REASONS = ("empty", "too_long", "ratio")
 
@@ -172,6 +176,9 @@ def _encode_all(corpus: datasets.DatasetDict, tok: Tokenizer, cache: Path, num_p
         ds = corpus[split]
         fp = hashlib.sha256(f"{ds._fingerprint}-{tok_key}".encode()).hexdigest()[:16]
         path = cache / "encoded" / f"{split}-{fp}.arrow"
+        if path.exists() and not _intact(path, len(ds)):
+            log.warning("cached encoding %s is damaged (truncated or replaced); encoding %s again", path, split)
+            path.unlink()
         reused &= path.exists()
         out[split] = ds.map(
             encoder,
@@ -183,6 +190,19 @@ def _encode_all(corpus: datasets.DatasetDict, tok: Tokenizer, cache: Path, num_p
             desc=f"encode {split}",
         )
     return datasets.DatasetDict(out), reused
+
+
+def _intact(path: Path, rows: int) -> bool:
+    """Whether the cached Arrow file ``path`` opens and holds ``rows`` encoded rows.
+
+    ``datasets`` trusts a cache file by its name alone, and a truncated one ends in a pyarrow
+    traceback; the cache is derived data, so a damaged file is rebuilt rather than refused.
+    """
+    try:
+        cached = datasets.Dataset.from_file(str(path))
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return len(cached) == rows and {"src_ids", "tgt_ids", "src_len", "tgt_len"} <= set(cached.column_names)
 
 
 def filter_train(ds: datasets.Dataset, max_len: int, max_ratio: float) -> tuple[datasets.Dataset, dict[str, int]]:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import sentencepiece as spm
 
 from pipeline.config import TokenizerConfig, as_plain_dict
 from pipeline.errors import UserError
+
+log = logging.getLogger(__name__)
 
 PAD_ID = 0
 UNK_ID = 1
@@ -99,13 +102,25 @@ def train_or_load(sentences: Iterable[str], cfg: TokenizerConfig, cache_dir: Pat
     key = text_hash(sentences, cfg, tag)
     path = Path(cache_dir) / "spm" / f"{tag}-{key}.model"
     if path.exists():
-        return path.read_bytes(), True
+        blob = path.read_bytes()
+        if _loads(blob):
+            return blob, True
+        log.warning("cached sentencepiece model %s is damaged (truncated or replaced); training it again", path)
     blob = train_model(sentences, cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(blob)
     os.replace(tmp, path)
     return blob, False
+
+
+def _loads(blob: bytes) -> bool:
+    """Whether sentencepiece can load ``blob`` (a cached model may have been damaged since it was written)."""
+    try:
+        spm.SentencePieceProcessor(model_proto=blob)
+    except RuntimeError:
+        return False
+    return True
 
 
 class SentencePiece:

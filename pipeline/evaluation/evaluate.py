@@ -87,12 +87,19 @@ def bleu_by_length(
 
 
 def read_inputs(
-    split: Split, src_file: str | None, ref_file: str | None, run_config: dict, require_ref: bool = True
+    split: Split,
+    src_file: str | None,
+    ref_file: str | None,
+    run_config: dict,
+    require_ref: bool = True,
+    check_language: bool = True,
 ) -> tuple[str, list[str], list[str] | None]:
     """(name stem, sources, references) from the files, or from the checkpoint's own corpus split.
 
     References are optional only where ``require_ref`` is false (alignment of a
-    model's own translations); when given they must be line-aligned with the sources.
+    model's own translations); when given they must be line-aligned with the sources and,
+    with ``check_language``, in the checkpoint's target language as the sources are in its source
+    language (:mod:`pipeline.data.language`).
     """
     if src_file or ref_file:
         if not src_file or (require_ref and not ref_file):
@@ -104,6 +111,8 @@ def read_inputs(
                 f"line counts differ: src_file {src_file} has {len(srcs)} lines, ref_file "
                 f"{ref_file} has {len(refs)}; give line-aligned files"
             )
+        if check_language:
+            _check_languages(srcs, refs, src_file, ref_file, run_config["data"])
         stem = Path(src_file).name.removesuffix(".gz")
     else:
         from pipeline.data.corpus import load_split  # imports datasets (~0.6 s): only for a named split
@@ -115,12 +124,22 @@ def read_inputs(
     return stem, srcs, refs
 
 
+def _check_languages(srcs: list[str], refs: list[str] | None, src_file: str, ref_file: str | None, data) -> None:
+    from pipeline.data.language import check_language  # loads py3langid: only for files given by path
+
+    data = to_object(data, DataConfig)  # the checkpoint's plain dict, or align's own DataConfig
+    src, tgt = data.src_lang, data.tgt_lang
+    check_language(srcs, src, f"src_file={src_file}", f"{src}->{tgt}")
+    if refs is not None:
+        check_language(refs, tgt, f"ref_file={ref_file}", f"{src}->{tgt}")
+
+
 def evaluate(cfg: EvaluateAppConfig) -> dict:
     """Decode and score; returns the JSON written to ``out/NAME.json``."""
     if cfg.out:
         writable_folder(Path(cfg.out))  # before the work, not after it
     restored = load_model(cfg.checkpoint, cfg.device, cfg.threads, cfg.impl, cfg.decode.quantize, cfg.weights)
-    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config)
+    stem, srcs, refs = read_inputs(cfg.split, cfg.src_file, cfg.ref_file, restored.config, True, cfg.check_language)
     assert refs is not None
     bf16 = decode_in_bf16(cfg.precision, cfg.decode.quantize, restored.device)
     result = translate_lines(restored, srcs, cfg.decode, bf16)  # an empty source line gets an empty hypothesis

@@ -27,7 +27,7 @@ from pipeline.config import DataConfig, ReportAppConfig, to_object
 from pipeline.data.textfile import read_lines
 from pipeline.errors import UserError
 from pipeline.evaluation.evaluate import decode_tag, read_inputs
-from pipeline.files import write_atomic
+from pipeline.files import read_json_object, write_atomic
 from pipeline.reporting.plots import bleu_by_length_figure, save_figure, training_curves_figure
 from pipeline.reporting.render import render_html, render_markdown
 from pipeline.reporting.variants import test_set_scores, variant_scores
@@ -35,6 +35,8 @@ from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.runlog import read_metrics
 
 SCORES = ("bleu", "chrf", "ter")
+RESULT_KEYS = (*SCORES, "signatures", "by_length")  # what the report reads of an evaluation's JSON
+AER_KEYS = ("model", "sentences")  # and of an alignment score's
 
 
 @dataclass
@@ -54,15 +56,6 @@ class Run:
     hyps: list[str]
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} not found: {what}") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); re-create it: {what}") from None
-
-
 def load_run(run_dir: Path, split: str, tag: str) -> Run:
     """Everything the report needs from one run directory."""
     ckpt_path = run_dir / "checkpoints" / "last.pt"
@@ -71,10 +64,19 @@ def load_run(run_dir: Path, split: str, tag: str) -> Run:
     ckpt = load_checkpoint(ckpt_path)
     stem = f"{split}.{tag}"
     how = f"python -m pipeline.evaluate checkpoint={run_dir}/checkpoints/best.pt split={split} (decode {tag})"
-    evaluation = _read_json(run_dir / "eval" / f"{stem}.json", how)
+    remedy = f"re-create it: {how}"
+    evaluation = read_json_object(run_dir / "eval" / f"{stem}.json", remedy, RESULT_KEYS)
+    if evaluation.get("model") not in (None, ckpt["config"]["model"]["name"]):
+        raise UserError(
+            f"{run_dir}/eval/{stem}.json scores model {evaluation['model']!r} but the run's checkpoints/last.pt is "
+            f"{ckpt['config']['model']['name']!r}: a checkpoint of another run was copied in; restore the run's own "
+            f"checkpoints, or re-create the result: {how}"
+        )
     hyps = read_lines(run_dir / "eval" / f"{stem}.hyp.txt")
     manifest_path = run_dir / "manifest.json"
-    manifest = _read_json(manifest_path, "written by pipeline.training.trainer") if manifest_path.exists() else {}
+    manifest = {}
+    if manifest_path.exists():
+        manifest = read_json_object(manifest_path, "train writes it again when it resumes the run")
     curve = [
         {"step": r["step"], "bleu": r["bleu"], "elapsed_min": r.get("elapsed_min", 0.0)}
         for r in read_metrics(run_dir / "metrics.jsonl")
@@ -190,10 +192,12 @@ def alignment_scores(systems: dict[str, list[Run]]) -> dict:
     scores: dict = {"systems": {}, "diagonal": {}, "eflomal": {}, "stale": []}
     for name, runs in systems.items():
         for path in sorted((runs[0].dir / "aer").glob("*/eflomal/aer.json")):  # compare.sh: align method=both
-            aer = _read_json(path, "written by pipeline.align method=both ... gold=FILE (scripts/compare.sh step 4)")
+            aer = read_json_object(path, "re-create it: pipeline.align method=both gold=FILE (compare.sh)", AER_KEYS)
             scores["eflomal"].setdefault(path.parent.parent.name, _link_scores(aer))
         for path in sorted((runs[0].dir / "aer").glob("*/aer.json")):
-            aer = _read_json(path, "written by pipeline.alignment.align ... gold=FILE (scripts/compare.sh step 4)")
+            aer = read_json_object(
+                path, "re-create it: pipeline.align gold=FILE (compare.sh step 4)", (*AER_KEYS, "diagonal_baseline")
+            )
             if aer.get("step") != runs[0].best_step:
                 scores["stale"].append(str(path))
                 continue
@@ -228,7 +232,11 @@ def build_comparison(cfg: ReportAppConfig, runs: list[Run]) -> tuple[dict, dict[
     _, srcs, refs = read_inputs(cfg.split, None, None, runs[0].config)
     assert refs is not None
     if len(refs) != len(runs[0].hyps):
-        raise UserError(f"{runs[0].dir}: {len(runs[0].hyps)} hypotheses for {len(refs)} {cfg.split.value} sentences")
+        raise UserError(
+            f"{runs[0].dir}/eval: {len(runs[0].hyps)} hypotheses for {len(refs)} {cfg.split.value} sentences (a "
+            f"truncated or replaced .hyp.txt?); re-run: python -m pipeline.evaluate "
+            f"checkpoint={runs[0].dir}/checkpoints/best.pt split={cfg.split.value}"
+        )
     significance = paired_significance(systems, baseline, refs, cfg.n_bootstrap) if len(systems) > 1 else None
     if significance and no_attention is None:
         significance["method"] += " (no system without attention: the first one is the reference)"

@@ -11,7 +11,6 @@ model's.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from pathlib import Path
@@ -22,6 +21,7 @@ from sacrebleu.significance import PairedTest
 
 from pipeline.data.textfile import read_lines
 from pipeline.errors import UserError
+from pipeline.files import read_json_object
 
 
 def variant_label(suffix: str) -> str:
@@ -38,10 +38,7 @@ def variant_label(suffix: str) -> str:
 
 
 def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{path} cannot be read ({type(err).__name__}); re-run the evaluation that wrote it") from None
+    return read_json_object(path, "re-run the evaluation that wrote it", ("bleu",))
 
 
 def variant_scores(

@@ -23,6 +23,17 @@ def _lookup(cfg: dict, dotted: str):
     return cfg
 
 
+def _differences(was, now, prefix: str) -> list[str]:
+    """``key=old vs new now`` for each leaf that differs (the first four), so the error names what changed."""
+    if not (isinstance(was, dict) and isinstance(now, dict)):
+        return [f"{prefix}={was} vs {now} now"]
+    found = []
+    for key in dict.fromkeys([*was, *now]):
+        if was.get(key) != now.get(key):
+            found += _differences(was.get(key), now.get(key), f"{prefix}.{key}")
+    return found[:4]
+
+
 def check_resumable(saved: dict, current: dict, path: Path) -> None:
     """A run can only resume with the model, data and tokenizer it was started with.
 
@@ -46,9 +57,10 @@ def check_resumable(saved: dict, current: dict, path: Path) -> None:
     current = {**current, "config": {**current["config"], "model": _model_identity(current["config"]["model"])}}
     for key in RESUME_MUST_MATCH:
         if _lookup(saved["config"], key) != _lookup(current["config"], key):
+            changed = ", ".join(_differences(_lookup(saved["config"], key), _lookup(current["config"], key), key))
             raise UserError(
-                f"{path} was trained with a different {key} ({_lookup(saved['config'], key)} vs "
-                f"{_lookup(current['config'], key)} now); resume with the original settings or choose a new run_dir"
+                f"{path} was trained with a different {key} ({changed}): another model resumed, or a checkpoint of "
+                "another run; resume with the original settings or choose a new run_dir"
             )
     if saved["tokenizer"] != current["tokenizer"]:
         was, now = saved["config"]["tokenizer"], current["config"]["tokenizer"]

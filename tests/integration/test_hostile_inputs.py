@@ -5,10 +5,12 @@ succeeds with exactly ``n`` output lines (one per input line, as ``wc -l`` would
 a final newline), or ``("error", words)``, exit 2 with one ``error:`` line holding ``words`` and no
 traceback. Each row runs through ``translate input=FILE``; EVALUATED rows also through ``evaluate``
 (the file as src_file, with a reference of as many lines), whose hypothesis file must then have
-that many lines too. PATH_CASES are paths that are not what they seem. Add a case with one line.
+that many lines too. PATH_CASES are paths that are not what they seem; LANGUAGE_CASES are source,
+reference and gold files of another length or another language pair than the (de->en) checkpoint's.
+Add a case with one line.  A run directory changed under a command: test_hostile_runs.py.
 
-Cases tried: 17 text files (3 of them through evaluate too) and 6 paths: 26 runs; docs/reliability.md lists
-what each promises.
+Cases tried: 17 text files (3 of them through evaluate too), 6 paths and 7 mismatched files: 33
+runs; docs/reliability.md lists what each promises.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import os
 
 import pytest
-from clirun import assert_user_error, run
+from clirun import GOLD, assert_user_error, run
 
 GOOD = "ein Hund läuft .\n".encode()
 
@@ -114,3 +116,46 @@ def test_a_path_that_is_not_what_it_seems_is_one_line(trained, tmp_path, command
     before = sorted(p.name for p in trained["ckpt"].parent.parent.rglob("*"))
     assert_user_error(run(command, f"checkpoint={trained['ckpt']}", *args(tmp_path, trained)), *words)
     assert sorted(p.name for p in trained["ckpt"].parent.parent.rglob("*")) == before  # the run is unchanged
+
+
+def _lines(path, n: int, tmp, name: str):
+    """The first ``n`` lines of ``path`` as a file ``name`` in ``tmp`` (so that two sides have equal length)."""
+    out = tmp / name
+    out.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:n]), encoding="utf-8")
+    return out
+
+
+def _gold(name: str, lang: str, n: int = 40):
+    return lambda tmp: _lines(GOLD / name / f"test.{lang}", n, tmp, f"{name}.{lang}")
+
+
+DE, EN, EN30 = _gold("europarl-de-en", "de"), _gold("europarl-de-en", "en"), _gold("europarl-de-en", "en", 30)
+FR2, EN2 = _gold("hansards-en-fr", "fr"), _gold("hansards-en-fr", "en")  # of the other pair, en-fr
+GOLD2 = f"gold={GOLD / 'hansards-en-fr' / 'gold.talp'}"
+LANGUAGE_CASES = [
+    ("evaluate", lambda t: [f"src_file={EN(t)}", f"ref_file={DE(t)}"], ["src_file=", "reads as en", "must be de"]),
+    ("evaluate", lambda t: [f"src_file={DE(t)}", f"ref_file={DE(t)}"], ["ref_file=", "reads as de", "must be en"]),
+    ("evaluate", lambda t: [f"src_file={DE(t)}", f"ref_file={FR2(t)}"], ["reads as fr", "de->en"]),
+    ("evaluate", lambda t: [f"src_file={DE(t)}", f"ref_file={EN30(t)}"], ["line counts differ", "40 lines", "30"]),
+    ("align", lambda t: [f"src_file={EN2(t)}", f"ref_file={FR2(t)}", GOLD2], ["src_file=", "reads as en", "be de"]),
+    ("align", lambda t: [f"src_file={DE(t)}", f"ref_file={FR2(t)}", "target=ref"], ["reads as fr"]),
+    ("evaluate", lambda t: [f"src_file={DE(t)}", f"ref_file={DE(t)}", "check_language=false"], None),  # asked for
+]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GOLD.is_dir(), reason="needs ../shared/data/alignment (the gold sets' text files)")
+@pytest.mark.parametrize(
+    ("command", "args", "words"), LANGUAGE_CASES, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(LANGUAGE_CASES)]
+)
+def test_a_file_of_another_length_or_language_pair_is_one_line(trained, tmp_path, command, args, words):
+    before = sorted(p.name for p in trained["ckpt"].parent.parent.rglob("*"))
+    proc = run(
+        command, f"checkpoint={trained['ckpt']}", *args(tmp_path), f"out={tmp_path / 'out'}", "decode.max_len=10"
+    )
+    if words is None:
+        assert proc.returncode == 0, proc.stderr[-1500:]
+    else:
+        assert_user_error(proc, *words)
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # refused before any work
+    assert sorted(p.name for p in trained["ckpt"].parent.parent.rglob("*")) == before
