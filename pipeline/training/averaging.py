@@ -47,7 +47,7 @@ def candidates(run_dir: Path) -> list[Candidate]:
     logged = {r["step"]: r["bleu"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("kind") == "val"}
     out = []
     for path in sorted(ckpt_dir.glob(STEP_GLOB)):
-        progress = load_checkpoint(path).get("progress", {})
+        progress = load_checkpoint(path, mmap=True).get("progress", {})  # the weights are read once, to average
         step = int(progress.get("step", int(path.stem.split("-")[1])))
         bleu = progress.get("last_eval_bleu") if progress.get("last_eval_step") == step else None
         out.append(Candidate(path, step, bleu if bleu is not None and bleu >= 0 else logged.get(step)))

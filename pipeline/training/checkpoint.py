@@ -90,15 +90,18 @@ def prune_steps(ckpt_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint safely; every failure is a one-line :class:`UserError`."""
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint safely; every failure is a one-line :class:`UserError`.
+
+    ``mmap``: map the tensors instead of reading them, for a caller that reads only the
+    checkpoint's small entries (progress, config) of many files."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"checkpoint {path} is a directory; give a .pt file in it, e.g. {path / 'last.pt'}")
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; give the path of a .pt file under <run_dir>/checkpoints/")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights_only" in str(err) or "Unsupported global" in str(err):
